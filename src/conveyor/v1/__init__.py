@@ -1,0 +1,1 @@
+"""Generated protobuf code for conveyor.v1 (see scripts/gen_protos.py)."""
