@@ -84,7 +84,9 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-                raise AssertionError(f"{self.name} ignored SIGTERM for {timeout}s; log:\n{self.output()[-4000:]}")
+                raise AssertionError(
+                    f"{self.name} ignored SIGTERM for {timeout}s; log:\n{self.output()[-4000:]}"
+                ) from None
         return self.process.returncode
 
     def kill(self) -> None:
