@@ -1,0 +1,1 @@
+"""The trigger's pure domain: matching pushes to pipelines and deriving deterministic ids."""
