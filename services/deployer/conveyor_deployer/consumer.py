@@ -1,0 +1,185 @@
+"""The JetStream edge: deploy requests in (durable pull consumer), run events out.
+
+Messages are fetched only while fewer than `max_held` are held, decoded, checked and handed to
+the `Dispatcher`, which settles each one: ack once its terminal RunEvent is stored, nak to
+hand it back. A malformed message never stops the consumer: undecodable ones are terminated
+and counted; decodable but undeployable ones end their run as FAILED with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from conveyor import bus, logs, metrics
+from conveyor.v1 import bus_pb2
+from conveyor_deployer.dispatcher import Dispatcher
+from conveyor_deployer.usecases.deploy import DeployRunner
+from conveyor_deployer.usecases.requests import InvalidDeployRequest, parse_deploy_request
+
+log = logging.getLogger(__name__)
+
+CONSUMER = bus.DEPLOYER_DURABLE
+
+
+class JetStreamRunEvents:
+    """`RunEventSink` on JetStream: returns once the event is stored (msg id = event id)."""
+
+    def __init__(self, js: JetStreamContext, *, attempts: int = 5) -> None:
+        self.js = js
+        self.attempts = attempts
+
+    async def publish(self, event: bus_pb2.RunEvent) -> bool:
+        delay = 0.2
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await bus.publish(self.js, bus.RUN_EVENTS_SUBJECT, event, event.event_id)
+            except Exception as exc:  # timeouts, reconnects: the same msg id makes retries safe
+                if attempt == self.attempts:
+                    raise
+                log.warning("publishing a run event failed; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+
+class NatsDelivery:
+    """A `Delivery` backed by a JetStream message."""
+
+    def __init__(self, msg: Msg) -> None:
+        self.msg = msg
+
+    @property
+    def attempt(self) -> int:
+        try:
+            return int(self.msg.metadata.num_delivered)
+        except Exception:
+            return 1
+
+    async def in_progress(self) -> None:
+        await self.msg.in_progress()
+
+    async def ack(self) -> None:
+        await self.msg.ack_sync(timeout=5)
+
+    async def nak(self, delay: float = 0.0) -> None:
+        await self.msg.nak(delay=delay or None)
+
+
+class DeployRequestConsumer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        dispatcher: Dispatcher,
+        runner: DeployRunner,
+        *,
+        ack_wait: float,
+        max_held: int,
+        default_rollout_timeout: float,
+    ) -> None:
+        self.js = js
+        self.dispatcher = dispatcher
+        self.runner = runner
+        self.max_held = max_held
+        self.default_rollout_timeout = default_rollout_timeout
+        self.spec = bus.ConsumerSpec(
+            stream=bus.DEPLOY_REQUESTS_STREAM,
+            subject=bus.DEPLOY_REQUESTED_SUBJECT,
+            durable=CONSUMER,
+            ack_wait=ack_wait,
+            max_deliver=-1,
+            max_ack_pending=max(max_held, 1),
+        )
+
+    async def prepare(self) -> None:
+        await bus.ensure_consumer(self.js, self.spec)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and dispatch until `stop` is set (held messages are the dispatcher's to settle)."""
+        subscription = await self.js.pull_subscribe_bind(self.spec.durable, self.spec.stream)
+        try:
+            while not stop.is_set():
+                room = self.max_held - self.dispatcher.held
+                if room <= 0:
+                    self.dispatcher.settled.clear()
+                    await _wait_any(stop, self.dispatcher.settled, timeout=1.0)
+                    continue
+                try:
+                    messages = await subscription.fetch(min(room, 64), timeout=1.0)
+                except TimeoutError:
+                    continue
+                except Exception as exc:  # reconnecting, server restarting
+                    if stop.is_set():
+                        break
+                    log.warning("fetching deploy requests failed; retrying", extra={"error": str(exc)})
+                    await _wait_any(stop, timeout=0.5)
+                    continue
+                for msg in messages:
+                    await self.handle(msg)
+        finally:
+            try:
+                await subscription.unsubscribe()
+            except Exception:
+                log.debug("unsubscribe failed", exc_info=True)
+
+    async def handle(self, msg: Msg) -> None:
+        delivery = NatsDelivery(msg)
+        try:
+            message = bus.decode(bus_pb2.DeployRequested, msg.data)
+        except DecodeError:
+            metrics.BAD_INPUT.labels(source="deploy_requested", reason="undecodable").inc()
+            metrics.BUS_MESSAGES.labels(consumer=CONSUMER, outcome="term").inc()
+            log.warning("dropping an undecodable deploy request", extra={"bytes": len(msg.data)})
+            await _quietly(msg.term())
+            return
+        try:
+            request = parse_deploy_request(
+                message, default_rollout_timeout=self.default_rollout_timeout, now=dt.datetime.now(dt.UTC)
+            )
+        except InvalidDeployRequest as exc:
+            metrics.BAD_INPUT.labels(source="deploy_requested", reason="invalid").inc()
+            if exc.run is None:
+                log.warning("dropping a deploy request without a valid run name", extra={"error": exc.message})
+                metrics.BUS_MESSAGES.labels(consumer=CONSUMER, outcome="term").inc()
+                await _quietly(msg.term())
+                return
+            run_id = exc.run.rsplit("/", 1)[-1]
+            with logs.bind(pipeline=exc.run.split("/")[1], run=run_id):
+                log.warning("deploy request cannot be deployed", extra={"error": exc.message})
+                try:
+                    await self.runner.fail_invalid(message, run_id, exc.message, delivery.attempt)
+                except Exception:
+                    log.exception("could not report the failed run; it will be redelivered")
+                    await _quietly(delivery.nak(2.0))
+                    return
+            metrics.BUS_MESSAGES.labels(consumer=CONSUMER, outcome="ack").inc()
+            await _quietly(delivery.ack())
+            return
+        metrics.BUS_MESSAGES.labels(consumer=CONSUMER, outcome="dispatched").inc()
+        with logs.bind(pipeline=request.pipeline_id, run=request.run_id):
+            log.info(
+                "deploy request received",
+                extra={"target": str(request.target), "image": request.image, "attempt": delivery.attempt},
+            )
+        await self.dispatcher.submit(request, delivery)
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _quietly(action: object) -> None:
+    try:
+        await action  # type: ignore[misc]
+    except Exception as exc:
+        log.warning("could not settle a deploy request", extra={"error": str(exc)})
