@@ -1,0 +1,158 @@
+"""Fixtures for the config service: databases (SQLite and the real PostgreSQL), the running service, stubs."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import pathlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from conveyor.v1 import pipeline_service_pb2_grpc, run_service_pb2_grpc
+from conveyor_config import migrations
+from conveyor_config.main import ConfigService
+from conveyor_config.settings import ConfigSettings
+from conveyor_config.storage import SqlStore, open_database
+from tests.support.nats_server import NatsServer
+
+TABLES = ("outbox", "request_ids", "run_event_ids", "run_logs", "runs", "pipelines")
+
+
+def _run_in_thread(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """asyncio.run in a thread of its own: session fixtures may be set up from inside a running loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(work())).result()
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def config_pg_url(postgres_url: str) -> Iterator[str]:
+    """A database of our own on the real PostgreSQL for this test session, migrated, dropped at the end.
+
+    Fails (never skips) when PostgreSQL is down.
+    """
+    name = f"conveyor_config_test_{secrets.token_hex(4)}"
+    admin_dsn = _asyncpg_dsn(postgres_url)
+
+    async def admin(statement: str) -> None:
+        try:
+            conn = await asyncpg.connect(admin_dsn, timeout=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise RuntimeError(
+                f"PostgreSQL is required for these tests and is not reachable at {postgres_url}: {exc}"
+            ) from exc
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    _run_in_thread(lambda: admin(f'CREATE DATABASE "{name}"'))
+    try:
+        _run_in_thread(lambda: migrations.upgrade(url))
+        yield url
+    finally:
+        _run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def truncate_tables(url: str) -> None:
+    database = open_database(url)
+    try:
+        async with database.write_engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
+    """A migrated, empty database: a SQLite file, or the session's PostgreSQL database (truncated)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'config.db'}"
+        await migrations.upgrade(url)
+        return url
+    url = request.getfixturevalue("config_pg_url")
+    await truncate_tables(url)
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    database = open_database(database_url)
+    try:
+        yield SqlStore(database)
+    finally:
+        await database.dispose()
+
+
+@dataclasses.dataclass
+class Clients:
+    channel: grpc.aio.Channel
+    pipelines: pipeline_service_pb2_grpc.PipelineServiceStub
+    runs: run_service_pb2_grpc.RunServiceStub
+    health: health_pb2_grpc.HealthStub
+
+
+StartConfig = Callable[..., Awaitable[ConfigService]]
+
+
+@pytest.fixture
+async def start_config(nats_server: NatsServer, tmp_path: pathlib.Path) -> AsyncIterator[StartConfig]:
+    """Start a ConfigService in this process (gRPC on a free port, the test's real nats-server)."""
+    started: list[ConfigService] = []
+
+    async def start(
+        *, database_url: str | None = None, env: dict[str, str] | None = None, **adapters: Any
+    ) -> ConfigService:
+        environ = {
+            "CONVEYOR_CONFIG_ADDR": "127.0.0.1:0",
+            "CONVEYOR_NATS_URL": nats_server.url,
+            "CONVEYOR_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{tmp_path / 'service.db'}",
+            "CONVEYOR_CONFIG_OUTBOX_INTERVAL": "200ms",
+            "CONVEYOR_CONFIG_TAIL_POLL_INTERVAL": "500ms",
+            "CONVEYOR_CONFIG_SHUTDOWN_GRACE": "1s",
+            **(env or {}),
+        }
+        service = ConfigService(ConfigSettings.from_env(environ), **adapters)
+        started.append(service)
+        await service.start()
+        return service
+
+    yield start
+    for service in reversed(started):
+        await service.stop()
+
+
+@pytest.fixture
+async def config(start_config: StartConfig) -> ConfigService:
+    return await start_config()
+
+
+@contextlib.asynccontextmanager
+async def connected(address: str) -> AsyncIterator[Clients]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield Clients(
+            channel,
+            pipeline_service_pb2_grpc.PipelineServiceStub(channel),
+            run_service_pb2_grpc.RunServiceStub(channel),
+            health_pb2_grpc.HealthStub(channel),
+        )
+
+
+@pytest.fixture
+async def clients(config: ConfigService) -> AsyncIterator[Clients]:
+    async with connected(config.address) as clients:
+        yield clients
