@@ -19,7 +19,7 @@ _DOCKER_HUB_ALIASES = {
 }
 
 # From the distribution reference grammar.
-TAG_PATTERN = re.compile(r"^[\w][\w.-]{0,127}$")
+TAG_PATTERN = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 DIGEST_PATTERN = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY_PATTERN = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")

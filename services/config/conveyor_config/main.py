@@ -12,12 +12,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 
 from nats.aio.client import Client as NATS
 
 from conveyor import bus, logs, metrics
+from conveyor.registry import RegistryClient
 from conveyor.server import GrpcServer, run_service
 from conveyor.v1 import pipeline_service_pb2_grpc, run_service_pb2_grpc
 from conveyor_config import migrations
@@ -56,6 +58,7 @@ class ConfigService:
         self.resolver = resolver
         self.targets = targets
         self._owned_targets: DeployerTargets | None = None
+        self._owned_registry: RegistryClient | None = None
         self.database: Database | None = None
         self.nc: NATS | None = None
         self.server: GrpcServer | None = None
@@ -86,6 +89,10 @@ class ConfigService:
         await bus.ensure_streams(js)
         self.relay = OutboxRelay(store, JetStreamPublisher(self.nc, js), interval=settings.outbox_interval)
 
+        if self.resolver is None:
+            # Checks that a manually started tag exists and resolves its digest (CONVEYOR_REGISTRIES_FILE).
+            self._owned_registry = RegistryClient.from_env(os.environ)
+            self.resolver = self._owned_registry
         if self.targets is None and settings.deployer_address:
             self._owned_targets = DeployerTargets(settings.deployer_address, settings.target_check_timeout)
             self.targets = self._owned_targets
@@ -171,6 +178,8 @@ class ConfigService:
                     await self.nc.close()
         if self._owned_targets is not None:
             await self._owned_targets.close()
+        if self._owned_registry is not None:
+            await self._owned_registry.close()
         if self.database is not None:
             await self.database.dispose()
 

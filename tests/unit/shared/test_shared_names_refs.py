@@ -59,6 +59,7 @@ def test_reference_validation() -> None:
     assert refs.is_valid_tag("v1.2.3-rc.1")
     assert not refs.is_valid_tag("-leading")
     assert not refs.is_valid_tag("x" * 129)
+    assert not refs.is_valid_tag("ütf")
     assert refs.is_valid_digest("sha256:" + "a" * 64)
     assert not refs.is_valid_digest("sha256:short")
 
