@@ -89,7 +89,7 @@ class ConfigService:
         await bus.ensure_streams(js)
         self.relay = OutboxRelay(store, JetStreamPublisher(self.nc, js), interval=settings.outbox_interval)
 
-        if self.resolver is None:
+        if self.resolver is None and settings.registry_check:
             # Checks that a manually started tag exists and resolves its digest (CONVEYOR_REGISTRIES_FILE).
             self._owned_registry = RegistryClient.from_env(os.environ)
             self.resolver = self._owned_registry

@@ -11,7 +11,8 @@
 | `CONVEYOR_NATS_URL` | `nats://127.0.0.1:4222` | NATS server with JetStream |
 | `CONVEYOR_DEPLOYER_ADDR` | unset | Deployer gRPC address; when set, Create/Update check that the target workload and container exist |
 | `CONVEYOR_CONFIG_TARGET_CHECK_TIMEOUT` | `2s` | Deadline of that check; an unreachable deployer does not block a change |
-| `CONVEYOR_CONFIG_RESOLVE_TIMEOUT` | `10s` | Deadline for resolving a tag's digest on StartPipeline (when a registry client is wired) |
+| `CONVEYOR_CONFIG_REGISTRY_CHECK` | `true` | StartPipeline asks the registry (credentials as for the registry client, README "Registry credentials") whether the tag exists and what its digest is; `false` starts by tag without asking |
+| `CONVEYOR_CONFIG_RESOLVE_TIMEOUT` | `10s` | Deadline for resolving a tag's digest on StartPipeline |
 | `CONVEYOR_CONFIG_TAIL_POLL_INTERVAL` | `2s` | TailRunLogs(follow) re-reads the database this often (events stored by other replicas) |
 | `CONVEYOR_CONFIG_OUTBOX_INTERVAL` | `1s` | How often unpublished DeployRequested messages are retried |
 | `CONVEYOR_CONFIG_REQUEST_ID_RETENTION` | `24h` | How long request_id idempotency keys are remembered |
@@ -47,6 +48,7 @@ class ConfigSettings:
     migrate_on_start: bool
     deployer_address: str | None
     target_check_timeout: float
+    registry_check: bool
     resolve_timeout: float
     tail_poll_interval: float
     outbox_interval: float
@@ -74,6 +76,7 @@ class ConfigSettings:
             migrate_on_start=reader.bool("CONVEYOR_CONFIG_MIGRATE", True),
             deployer_address=deployer,
             target_check_timeout=reader.duration("CONVEYOR_CONFIG_TARGET_CHECK_TIMEOUT", 2.0, minimum=0.05),
+            registry_check=reader.bool("CONVEYOR_CONFIG_REGISTRY_CHECK", True),
             resolve_timeout=reader.duration("CONVEYOR_CONFIG_RESOLVE_TIMEOUT", 10.0, minimum=0.05),
             tail_poll_interval=reader.duration("CONVEYOR_CONFIG_TAIL_POLL_INTERVAL", 2.0, minimum=0.05),
             outbox_interval=reader.duration("CONVEYOR_CONFIG_OUTBOX_INTERVAL", 1.0, minimum=0.05),

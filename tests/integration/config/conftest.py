@@ -124,6 +124,8 @@ async def start_config(nats_server: NatsServer, tmp_path: pathlib.Path) -> Async
             "CONVEYOR_CONFIG_OUTBOX_INTERVAL": "200ms",
             "CONVEYOR_CONFIG_TAIL_POLL_INTERVAL": "500ms",
             "CONVEYOR_CONFIG_SHUTDOWN_GRACE": "1s",
+            # Registries here are fictional; tests that need a resolver pass a fake one.
+            "CONVEYOR_CONFIG_REGISTRY_CHECK": "false",
             **(env or {}),
         }
         service = ConfigService(ConfigSettings.from_env(environ), **adapters)
