@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 async def serve(stop: asyncio.Event) -> None:
     settings = DeployerSettings.from_env()
-    logs.configure(SERVICE, settings.common.log_level, settings.common.log_format)
+    logs.configure(f"conveyor-{SERVICE}", settings.common.log_level, settings.common.log_format)
     # asyncio.to_thread runs on the default executor: size it for the Kubernetes call bound.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=settings.kube_concurrency + 2, thread_name_prefix="kube")
@@ -98,7 +98,7 @@ async def serve(stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    run_service(SERVICE, serve)
+    run_service(f"conveyor-{SERVICE}", serve)
 
 
 if __name__ == "__main__":

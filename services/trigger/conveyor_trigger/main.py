@@ -21,7 +21,7 @@ log = logging.getLogger("conveyor_trigger")
 async def serve(stop: asyncio.Event) -> None:
     settings = TriggerSettings.from_env(os.environ)
     registry = registry_access_from_env(os.environ)
-    logs.configure("trigger", settings.common.log_level, settings.common.log_format)
+    logs.configure("conveyor-trigger", settings.common.log_level, settings.common.log_format)
     metrics.serve_metrics(settings.common.metrics_address)
     try:
         await TriggerApp(settings, registry=registry).run(stop)
@@ -32,7 +32,7 @@ async def serve(stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    run_service("trigger", serve)
+    run_service("conveyor-trigger", serve)
 
 
 if __name__ == "__main__":
