@@ -6,6 +6,7 @@ collects every problem before raising one `SettingsError` that lists them all.
 
 from __future__ import annotations
 
+import builtins
 import os
 import pathlib
 from collections.abc import Mapping
@@ -45,21 +46,21 @@ def parse_address(text: str) -> tuple[str, int]:
 class EnvReader:
     """Typed access to an environment mapping that records every invalid value."""
 
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    problems: list[str] = field(default_factory=list)
+    environ: Mapping[builtins.str, builtins.str] = field(default_factory=lambda: dict(os.environ))
+    problems: list[builtins.str] = field(default_factory=list)
 
-    def _raw(self, name: str) -> str | None:
+    def _raw(self, name: builtins.str) -> builtins.str | None:
         value = self.environ.get(name)
         return None if value is None or value.strip() == "" else value.strip()
 
-    def str(self, name: str, default: str) -> str:
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str:
         value = self._raw(name)
         return default if value is None else value
 
-    def optional_str(self, name: str) -> str | None:
+    def optional_str(self, name: builtins.str) -> builtins.str | None:
         return self._raw(name)
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(self, name: builtins.str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self._raw(name)
         if value is None:
             return default
@@ -73,7 +74,7 @@ class EnvReader:
             return default
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         value = self._raw(name)
         if value is None:
             return default
@@ -85,7 +86,7 @@ class EnvReader:
         self.problems.append(f"{name}={value!r}: expected true or false")
         return default
 
-    def duration(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def duration(self, name: builtins.str, default: float, *, minimum: float = 0.0) -> float:
         value = self._raw(name)
         if value is None:
             return default
@@ -99,7 +100,7 @@ class EnvReader:
             return default
         return seconds
 
-    def address(self, name: str, default: str) -> str:
+    def address(self, name: builtins.str, default: builtins.str) -> builtins.str:
         value = self.str(name, default)
         try:
             parse_address(value)
@@ -108,14 +109,14 @@ class EnvReader:
             return default
         return value
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]) -> builtins.str:
         value = self.str(name, default)
         if value.lower() not in choices:
             self.problems.append(f"{name}={value!r}: expected one of {', '.join(choices)}")
             return default
         return value.lower()
 
-    def path(self, name: str, default: pathlib.Path | None) -> pathlib.Path | None:
+    def path(self, name: builtins.str, default: pathlib.Path | None) -> pathlib.Path | None:
         value = self._raw(name)
         return default if value is None else pathlib.Path(value).expanduser()
 

@@ -312,13 +312,14 @@ class PipelineUseCases:
         where = domain.parse_pipeline_filter(filter)
         binding = domain.page_binding("pipelines", where.canonical())
         after = domain.decode_page_token(page_token, binding, (str,))[0] if page_token else None
-        total = self._counts.get(where.canonical())
-        if total is None:
+        cached_total = self._counts.get(where.canonical())
+        if cached_total is None:
             page, total = await asyncio.gather(
                 self.store.list_pipelines(where, after, size + 1), self.store.count_pipelines(where)
             )
             self._counts.put(where.canonical(), total)
         else:
+            total = cached_total
             page = await self.store.list_pipelines(where, after, size + 1)
         next_token = ""
         if len(page) > size:

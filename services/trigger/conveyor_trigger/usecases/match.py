@@ -78,12 +78,13 @@ class PushMatcher:
             metrics.MATCH_DECISIONS.labels(outcome=Outcome.Name(decision.outcome)).inc()
             result.append(decision.to_proto(runs.get(decision.pipeline_name, "")))
         self.events_log.record(push, result, receive_time=stored_at)
+        matched_count = sum(1 for d in result if d.outcome == Outcome.MATCHED)
         log.info(
-            "registry event matched",
+            f"registry event processed: {matched_count} pipeline(s) matched",
             extra={
                 "event_id": push.event_id,
                 "image": f"{push.registry}/{push.repository}:{push.tag}",
-                "matched": sum(1 for d in result if d.outcome == Outcome.MATCHED),
+                "matched": matched_count,
                 "decisions": len(result),
             },
         )
