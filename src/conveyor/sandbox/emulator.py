@@ -12,13 +12,19 @@ kmock's `KubernetesEmulator` stores objects and serves list/get/create/patch/del
 - the `status` subresource: a PATCH of the object ignores `status`, a PATCH of `.../status`
   changes only `status`;
 - `labelSelector` on lists (equality and set-based forms);
-- bounded memory: old request records and object versions are trimmed.
+- bounded memory: old request records and object versions are trimmed;
+- requests served in constant time: kmock finds the reaction for a request by scanning every
+  request it has recorded (`request in payload._source`), which made each request cost
+  O(requests kept) -- tens of milliseconds after a few thousand. Only in-flight requests stay in
+  kmock's list; served ones move to a bounded history that `requests_matching` reads. GET and
+  PATCH of one object look it up by key instead of kmock's scan of every stored object.
 
 PUT is not implemented (kmock answers 500); Conveyor never uses it.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import datetime as dt
 import json
@@ -65,7 +71,8 @@ RESOURCES: dict[kmock.resource, kmock.ResourceInfo] = {
 }
 
 _NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?/?$")
-_MAX_REQUESTS_KEPT = 5000
+_MAX_REQUESTS_KEPT = 10_000
+_MAX_PAYLOAD_REQUESTS_KEPT = 100
 _MAX_VERSIONS_KEPT = 10
 
 # (resource, namespace, name) after a successful write of that object.
@@ -100,6 +107,10 @@ class SandboxEmulator(kmock.KubernetesEmulator):
 
     _last_resource_version: int = attrs.field(default=0, init=False)
     _listeners: list[WriteListener] = attrs.field(factory=list, init=False)
+    # Requests already served, newest last (kmock's own list holds only those in flight).
+    _served: collections.deque[rendering.Request] = attrs.field(
+        factory=lambda: collections.deque(maxlen=_MAX_REQUESTS_KEPT), init=False
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -178,7 +189,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     ) -> list[rendering.Request]:
         """Requests received over HTTP (most recent ones; old records are trimmed)."""
         found = []
-        for request in list(self._requests):
+        for request in [*self._served, *self._requests]:
             if method is not None and str(request.method.value).upper() != method.upper():
                 continue
             if resource is not None and request.resource != resource:
@@ -250,13 +261,38 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         except kmock.KubernetesObjectNotFoundError:
             assert request.resource is not None
             raise not_found(request.resource, request.name or "") from None
+        finally:
+            self._retire(request)
+
+    def _retire(self, request: rendering.Request) -> None:
+        """Move a served request from kmock's list (scanned on every request) to the history."""
+        for index in range(len(self._requests) - 1, -1, -1):
+            if self._requests[index] is request:
+                del self._requests[index]
+                break
+        self._served.append(request)
 
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
-        try:
-            return await super()._serve_fetch(request)
-        except kmock.KubernetesObjectNotFoundError:
+        # kmock finds the object by scanning every stored object; a keyed lookup is O(1).
+        obj = self._stored(request)
+        if obj is None or obj.deleted:
             assert request.resource is not None
-            raise not_found(request.resource, request.name or "") from None
+            raise not_found(request.resource, request.name or "")
+        return obj.raw
+
+    async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
+        # The patch was applied in `_handle_realistically`; serve the stored result (keyed lookup).
+        obj = self._stored(request)
+        if obj is None:
+            assert request.resource is not None
+            raise not_found(request.resource, request.name or "")
+        return obj.last.raw
+
+    def _stored(self, request: rendering.Request) -> Any:
+        if request.resource is None or request.name is None:
+            return None
+        key = (request.resource, request.namespace, request.name)
+        return self.objects[key] if key in self.objects else None  # noqa: SIM401 - kmock's ObjectsArray has no .get()
 
     async def _handle_realistically(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         resource = request.resource
@@ -396,14 +432,14 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         return copy.deepcopy(result)
 
     def _trim(self) -> None:
-        # A long-running sandbox (make run) must not keep every request forever.
-        if len(self._requests) > 2 * _MAX_REQUESTS_KEPT:
-            del self._requests[:-_MAX_REQUESTS_KEPT]
-            for payload in self._payloads:
-                kept = payload._requests[-100:]
-                payload._requests[:] = kept
-            for errors in self._errors:
-                del errors[:-100]
+        # A long-running sandbox (make run) must not keep every request forever; the history of
+        # served requests is a bounded deque, and kmock's reactions keep their own lists.
+        for payload in self._payloads:
+            if len(payload._requests) > 2 * _MAX_PAYLOAD_REQUESTS_KEPT:
+                del payload._requests[:-_MAX_PAYLOAD_REQUESTS_KEPT]
+        for errors in self._errors:
+            if len(errors) > 2 * _MAX_PAYLOAD_REQUESTS_KEPT:
+                del errors[:-_MAX_PAYLOAD_REQUESTS_KEPT]
 
 
 def strategic_merge(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,13 @@ from conveyor.names import parse_pipeline_name
 from conveyor.v1 import bus_pb2, event_service_pb2, pipeline_pb2
 
 Outcome = event_service_pb2.MatchDecision.Outcome
+# Plain ints for the hot path: each attribute read on the protobuf enum wrapper is a Python-level
+# __getattr__ (~1 us), paid for every pipeline of every push.
+MATCHED = Outcome.MATCHED
+TAG_MISMATCH = Outcome.TAG_MISMATCH
+ORIGIN_MISMATCH = Outcome.ORIGIN_MISMATCH
+PIPELINE_DISABLED = Outcome.PIPELINE_DISABLED
+NO_PIPELINE = Outcome.NO_PIPELINE
 RepoKey = tuple[str, str]
 
 _FILTER = pipeline_pb2.TagFilter
@@ -73,22 +80,22 @@ class CompiledPipeline:
     def evaluate(self, push: bus_pb2.ImagePushed) -> tuple[int, str]:
         """(outcome, reason) of this pipeline for `push`; the push's key is assumed equal."""
         if self.disabled:
-            return Outcome.PIPELINE_DISABLED, "pipeline is disabled"
+            return PIPELINE_DISABLED, "pipeline is disabled"
         if self.origin not in _ANY_ORIGINS and push.origin != self.origin:
             return (
-                Outcome.ORIGIN_MISMATCH,
+                ORIGIN_MISMATCH,
                 f"origin {origin_name(push.origin)} is not the pipeline's origin {origin_name(self.origin)}",
             )
         if self.filter_type == _FILTER.EXACT:
             if push.tag != self.filter_value:
-                return Outcome.TAG_MISMATCH, f"tag {push.tag!r} is not the exact tag {self.filter_value!r}"
-            return Outcome.MATCHED, f"tag {push.tag!r} is the exact tag"
+                return TAG_MISMATCH, f"tag {push.tag!r} is not the exact tag {self.filter_value!r}"
+            return MATCHED, f"tag {push.tag!r} is the exact tag"
         if self.filter_type == _FILTER.REGEX:
             assert self.regex is not None
             if self.regex.fullmatch(push.tag) is None:
-                return Outcome.TAG_MISMATCH, f"tag {push.tag!r} does not match regex {self.filter_value}"
-            return Outcome.MATCHED, f"tag {push.tag!r} matches regex {self.filter_value}"
-        return Outcome.MATCHED, "the pipeline takes any tag"
+                return TAG_MISMATCH, f"tag {push.tag!r} does not match regex {self.filter_value}"
+            return MATCHED, f"tag {push.tag!r} matches regex {self.filter_value}"
+        return MATCHED, "the pipeline takes any tag"
 
 
 @dataclass(frozen=True)
@@ -242,7 +249,7 @@ class PipelineIndex:
         candidates = self.by_key.get(key, {})
         excluded = self.excluded_by_key.get(key, {})
         if not candidates and not excluded:
-            return [Decision(Outcome.NO_PIPELINE, f"no pipeline watches {key[0]}/{key[1]}")]
+            return [Decision(NO_PIPELINE, f"no pipeline watches {key[0]}/{key[1]}")]
         decisions = []
         for name in sorted(candidates):
             pipeline = candidates[name]
@@ -250,7 +257,5 @@ class PipelineIndex:
             decisions.append(Decision(outcome, reason, pipeline, name))
         for name in sorted(excluded):
             # It cannot match anything until it is fixed; say so instead of staying silent.
-            decisions.append(
-                Decision(Outcome.TAG_MISMATCH, f"excluded from matching: {excluded[name].reason}", None, name)
-            )
+            decisions.append(Decision(TAG_MISMATCH, f"excluded from matching: {excluded[name].reason}", None, name))
         return decisions
