@@ -245,7 +245,10 @@ async def pull_loop(
 async def _settle(msg: Msg, outcome: Outcome, nak_delay: float) -> None:
     try:
         if outcome is Outcome.ACK:
-            await msg.ack_sync(timeout=5)
+            # Not waiting for the server's confirmation: a lost ack only means a redelivery,
+            # which every consumer absorbs (idempotent handlers), and waiting would serialise
+            # the loop on a round trip per message.
+            await msg.ack()
         elif outcome is Outcome.NAK:
             await msg.nak(delay=nak_delay)
         else:
