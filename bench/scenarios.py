@@ -905,8 +905,8 @@ SCENARIOS: dict[str, Scenario] = {
 }
 # Which service processes `--profile NAME` runs under cProfile ("driver" = the in-process part).
 PROFILED: dict[str, tuple[str, ...]] = {
-    "latency": ("trigger", "deployer"),
-    "fanout": ("trigger", "deployer"),
+    "latency": ("trigger", "deployer", "config"),
+    "fanout": ("trigger", "deployer", "config"),
     "ingest": ("trigger",),
     "matching": ("driver", "trigger"),
     "config": ("config",),
