@@ -34,7 +34,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from aiohttp import web
@@ -264,28 +264,19 @@ class ReceivedEnvelope:
         return list(self.envelope.get("events") or [])
 
 
-class NotificationReceiver:
-    """An aiohttp endpoint on a free loopback port that records every notification envelope.
+class _LoopbackHttpServer:
+    """An aiohttp app on a free loopback port; subclasses add their routes in `_routes`."""
 
-    With `authorization` set it answers 401 to requests without exactly that header (like a
-    real receiver would); the registry then retries, which tests can observe.
-    """
-
-    def __init__(self, *, authorization: str | None = None, path: str = "/events") -> None:
-        self.authorization = authorization
-        self.path = path
+    def __init__(self) -> None:
         self.port = free_port()
-        self.received: list[ReceivedEnvelope] = []
         self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Condition()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path}"
+    def _routes(self, app: web.Application) -> None:
+        raise NotImplementedError
 
-    async def start(self) -> NotificationReceiver:
+    async def start(self) -> Self:
         app = web.Application()
-        app.router.add_post(self.path, self._handle)
+        self._routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -296,11 +287,33 @@ class NotificationReceiver:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> NotificationReceiver:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+class NotificationReceiver(_LoopbackHttpServer):
+    """An aiohttp endpoint on a free loopback port that records every notification envelope.
+
+    With `authorization` set it answers 401 to requests without exactly that header (like a
+    real receiver would); the registry then retries, which tests can observe.
+    """
+
+    def __init__(self, *, authorization: str | None = None, path: str = "/events") -> None:
+        super().__init__()
+        self.authorization = authorization
+        self.path = path
+        self.received: list[ReceivedEnvelope] = []
+        self._changed = asyncio.Condition()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post(self.path, self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -378,7 +391,7 @@ class NotificationEndpoint:
 # --------------------------------------------------------------------------------------------------
 
 
-class TokenServer:
+class TokenServer(_LoopbackHttpServer):
     """A Docker/OCI token service: `GET realm?service=&scope=` (Basic auth optional) -> signed JWT.
 
     Users are `{name: password}`. An authenticated user gets pull+push on the repositories matching
@@ -400,6 +413,7 @@ class TokenServer:
         anonymous_pull: Sequence[str] = (),
         grants: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        super().__init__()
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -411,9 +425,7 @@ class TokenServer:
         self.expires_in = expires_in
         self.anonymous_pull = tuple(anonymous_pull)
         self.grants = {user: tuple(prefixes) for user, prefixes in (grants or {}).items()}
-        self.port = free_port()
         self.requests: list[dict[str, Any]] = []  # {"account", "scopes", "status"} per token request
-        self._runner: web.AppRunner | None = None
 
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "conveyor test token signer")])
@@ -446,24 +458,8 @@ class TokenServer:
             "rootcertbundle": str(self.rootcertbundle),
         }
 
-    async def start(self) -> TokenServer:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/token", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> TokenServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     def _account(self, request: web.Request) -> tuple[str | None, bool]:
         """(account, credentials ok); (None, True) for anonymous requests."""
