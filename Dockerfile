@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for the three Conveyor services (and conveyorctl); the command picks the service:
 #   docker run IMAGE conveyor-config | conveyor-trigger | conveyor-deployer
-# Runtime dependencies only (no dev extras), pinned by constraints.txt; runs as a non-root user.
+# Runtime dependencies only (no dev or sandbox extras: no kmock), pinned by constraints.txt; runs as a non-root user.
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -18,9 +18,9 @@ import aiohttp.web
 import attrs
 import kmock
 
-from conveyor.sandbox import SandboxCluster
-from conveyor.sandbox.controller import RolloutSimulator
-from conveyor.sandbox.emulator import SandboxEmulator
+from conveyor_sandbox import SandboxCluster
+from conveyor_sandbox.controller import RolloutSimulator
+from conveyor_sandbox.emulator import SandboxEmulator
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Creating 100,000 pipelines one gRPC call at a time would take minutes and measure nothing the
 benchmarks report, so seeding writes rows in batches through the config service's own schema
-(`conveyor_config.schema.pipelines`) and row mapping (`conveyor_config.storage._pipeline_values`),
+(`conveyor_config.adapters.storage.schema`) and row mapping (`...storage.pipelines.pipeline_values`),
 so the rows are exactly what CreatePipeline would store. No change notice is sent: a running
 trigger only sees seeded pipelines after a restart (or its periodic re-sync).
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 
 from bench.fixtures import seed_id, seed_pipeline
-from conveyor_config.schema import pipelines
-from conveyor_config.storage import _pipeline_values, open_database
+from conveyor_config.adapters.storage.engine import open_database
+from conveyor_config.adapters.storage.pipelines import pipeline_values
+from conveyor_config.adapters.storage.schema import pipelines
 
 
 async def seed_pipelines(database_url: str, start: int, stop: int, *, batch: int = 5000) -> float:
@@ -27,7 +28,7 @@ async def seed_pipelines(database_url: str, start: int, stop: int, *, batch: int
         for low in range(start, stop, batch):
             rows = []
             for index in range(low, min(stop, low + batch)):
-                rows.append({"id": seed_id(index), **_pipeline_values(seed_pipeline(index, now_us))})
+                rows.append({"id": seed_id(index), **pipeline_values(seed_pipeline(index, now_us))})
             async with database.write_engine.begin() as conn:
                 await conn.execute(pipelines.insert(), rows)
     finally:

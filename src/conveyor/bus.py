@@ -17,7 +17,9 @@ within the stream's duplicate window.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,40 +30,32 @@ import nats
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js import api as js_api
+from nats.js import JetStreamContext, api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
 
+from conveyor import retry
+
+# The bus's names live in one pure module; re-exported here for the I/O code.
+from conveyor.subjects import (
+    CONFIG_RUN_EVENTS_DURABLE as CONFIG_RUN_EVENTS_DURABLE,
+    DEFAULT_DUPLICATE_WINDOW as DEFAULT_DUPLICATE_WINDOW,
+    DEFAULT_MAX_AGE as DEFAULT_MAX_AGE,
+    DEPLOY_REQUESTED_SUBJECT as DEPLOY_REQUESTED_SUBJECT,
+    DEPLOY_REQUESTS_STREAM as DEPLOY_REQUESTS_STREAM,
+    DEPLOYER_DURABLE as DEPLOYER_DURABLE,
+    IMAGE_PUSHED_SUBJECT as IMAGE_PUSHED_SUBJECT,
+    MSG_ID_HEADER as MSG_ID_HEADER,
+    PIPELINE_CHANGED_SUBJECT as PIPELINE_CHANGED_SUBJECT,
+    PUSHES_BUCKET as PUSHES_BUCKET,
+    REGISTRY_EVENTS_STREAM as REGISTRY_EVENTS_STREAM,
+    RUN_EVENTS_STREAM as RUN_EVENTS_STREAM,
+    RUN_EVENTS_SUBJECT as RUN_EVENTS_SUBJECT,
+    STREAMS as STREAMS,
+    TRIGGER_MATCHER_DURABLE as TRIGGER_MATCHER_DURABLE,
+    TYPE_HEADER as TYPE_HEADER,
+)
+
 log = logging.getLogger(__name__)
-
-IMAGE_PUSHED_SUBJECT = "conveyor.registry.pushed"
-DEPLOY_REQUESTED_SUBJECT = "conveyor.deploy.requested"
-RUN_EVENTS_SUBJECT = "conveyor.runs.events"
-PIPELINE_CHANGED_SUBJECT = "conveyor.pipelines.changed"
-
-REGISTRY_EVENTS_STREAM = "CONVEYOR_REGISTRY_EVENTS"
-DEPLOY_REQUESTS_STREAM = "CONVEYOR_DEPLOY_REQUESTS"
-RUN_EVENTS_STREAM = "CONVEYOR_RUN_EVENTS"
-
-TRIGGER_MATCHER_DURABLE = "conveyor-trigger-matcher"
-DEPLOYER_DURABLE = "conveyor-deployer"
-CONFIG_RUN_EVENTS_DURABLE = "conveyor-config-runs"
-
-# KV bucket in which the trigger records which push (registry/repo@digest) it has
-# already turned into runs, so the same image under several tags deploys once.
-PUSHES_BUCKET = "conveyor_pushes"
-
-MSG_ID_HEADER = "Nats-Msg-Id"
-TYPE_HEADER = "Conveyor-Type"
-
-DEFAULT_DUPLICATE_WINDOW = 15 * 60.0
-DEFAULT_MAX_AGE = 7 * 24 * 3600.0
-
-STREAMS: dict[str, str] = {
-    REGISTRY_EVENTS_STREAM: IMAGE_PUSHED_SUBJECT,
-    DEPLOY_REQUESTS_STREAM: DEPLOY_REQUESTED_SUBJECT,
-    RUN_EVENTS_STREAM: RUN_EVENTS_SUBJECT,
-}
 
 
 async def connect(
@@ -162,7 +156,7 @@ M = TypeVar("M", bound=Message)
 
 def decode(message_type: type[M], data: bytes) -> M:
     """Parse protobuf bytes; raises DecodeError for garbage."""
-    message = message_type()
+    message: M = message_type()
     message.ParseFromString(data)
     return message
 
@@ -256,3 +250,82 @@ async def _settle(msg: Msg, outcome: Outcome, nak_delay: float) -> None:
     except Exception as exc:
         # Not acked -> redelivered after ack_wait; consumers are idempotent.
         log.warning("could not settle message", extra={"outcome": outcome.value, "error": str(exc)})
+
+
+# Restarts of a crashed consumer: quick at first, then at most every 30s, forever.
+CONSUMER_RESTART_POLICY = retry.RetryPolicy(initial=0.5, maximum=30.0)
+
+
+async def consume_forever(
+    name: str,
+    consume: Callable[[], Awaitable[None]],
+    *,
+    policy: retry.RetryPolicy = CONSUMER_RESTART_POLICY,
+    on_health: Callable[[bool], Awaitable[None] | None] | None = None,
+    stop: asyncio.Event | None = None,
+    stable_after: float = 60.0,
+    sleep: retry.Sleep = asyncio.sleep,
+    clock: retry.Clock = time.monotonic,
+    rand: retry.Random = random.random,
+) -> None:
+    """Run `consume()` (a fresh coroutine each time, e.g. a `pull_loop`) and restart it when it crashes.
+
+    A crash (any Exception) is logged with its traceback, reported as `on_health(False)` (sync or
+    async), and followed by a backoff wait; the restarted consumer is reported `on_health(True)`.
+    A consumer that ran `stable_after` seconds before crashing restarts from the shortest wait.
+    Returns when `consume()` returns (it was told to stop), or when `stop` is set while it is down;
+    re-raises the last crash once `policy` gives up. Cancellation propagates into the running
+    consumer and out of this call, with no health report.
+    """
+    backoff = retry.Backoff(policy, clock=clock, rand=rand)
+    while True:
+        started = clock()
+        try:
+            await consume()
+            return
+        except Exception:
+            if stop is not None and stop.is_set():
+                log.warning("consumer failed while stopping", extra={"consumer": name}, exc_info=True)
+                return
+            if clock() - started >= stable_after:
+                backoff.reset()
+            delay = backoff.next_delay()
+            if delay is None:
+                log.exception("consumer crashed; giving up", extra={"consumer": name, "restarts": backoff.failures - 1})
+                raise
+            log.exception(
+                "consumer crashed; restarting",
+                extra={"consumer": name, "attempt": backoff.failures, "retry_in_s": round(delay, 3)},
+            )
+        await _report(on_health, False)
+        if await _stopped_within(delay, stop, sleep):
+            return
+        await _report(on_health, True)
+
+
+async def _report(on_health: Callable[[bool], Awaitable[None] | None] | None, healthy: bool) -> None:
+    if on_health is None:
+        return
+    try:
+        result = on_health(healthy)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.warning("health report failed", exc_info=True)
+
+
+async def _stopped_within(delay: float, stop: asyncio.Event | None, sleep: retry.Sleep) -> bool:
+    """Wait `delay` (by `sleep`); True as soon as `stop` is set."""
+    if stop is None:
+        await sleep(delay)
+        return False
+    if stop.is_set():
+        return True
+    sleeper = asyncio.ensure_future(sleep(delay))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (sleeper, stopper):
+            waiter.cancel()
+    return stop.is_set()

@@ -113,7 +113,7 @@ def internal_status(message: str = "internal error; see the server log") -> stat
 
 def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[FieldViolation]:
     """Client side: the BadRequest field violations carried by a failed call."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     out: list[FieldViolation] = []
     if status is None:
         return out
@@ -135,7 +135,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
     await context.abort_with_status(rpc_status.to_status(status))
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc has no stubs here
     """Maps ConveyorError (and unexpected exceptions) to gRPC statuses for every RPC."""
 
     def __init__(self, on_error: Callable[[str, str], None] | None = None) -> None:

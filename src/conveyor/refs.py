@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = {
@@ -45,6 +46,23 @@ def normalize_repository(registry: str, repository: str) -> str:
     if normalize_registry(registry) == DOCKER_HUB and "/" not in value:
         return f"library/{value}"
     return value
+
+
+class Repo(NamedTuple):
+    registry: str
+    repository: str
+
+
+def normalize_repo(registry: str, repository: str) -> Repo:
+    """The one canonical spelling of a registry host + repository pair, for every edge to use.
+
+    Host as `normalize_registry`; repository without surrounding spaces or slashes, official Docker
+    Hub images under `library/`. An empty part stays empty (callers report it as missing); nothing
+    is validated (`is_valid_registry` / `is_valid_repository` do that).
+    """
+    host = normalize_registry(registry)
+    path = repository.strip().strip("/")
+    return Repo(host, normalize_repository(host, path) if path else "")
 
 
 def is_valid_registry(host: str) -> bool:

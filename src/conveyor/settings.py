@@ -2,15 +2,37 @@
 
 Each service declares a frozen dataclass and builds it with an `EnvReader`, which
 collects every problem before raising one `SettingsError` that lists them all.
+
+Declared once per field (the form services move to): each dataclass field names its variable,
+default, parser and README text, and `read_settings` reads them all, reporting every problem::
+
+    @dataclass(frozen=True)
+    class DeployerSettings:
+        common: CommonSettings
+        address: str = setting("CONVEYOR_DEPLOYER_ADDR", "127.0.0.1:50053", parse=address(),
+                               doc="gRPC listen address (TargetService, health, reflection)")
+
+    settings = read_settings(DeployerSettings, environ, common=CommonSettings.read(reader, service="deployer"))
+
+`markdown_rows(declarations(DeployerSettings))` renders the README table rows (variable, default,
+meaning) and `missing_rows(readme_section, ...)` lists those the README lacks or has changed.
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+S = TypeVar("S", bound="DataclassInstance")
 
 
 class SettingsError(ValueError):
@@ -34,12 +56,225 @@ def parse_duration(text: str) -> float:
     return number * _DURATION_UNITS[unit]
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest of `1h`, `10m`, `30s`, `500ms` that is exact; inverse of `parse_duration`."""
+    for unit in ("h", "m", "s", "ms"):
+        count = seconds / _DURATION_UNITS[unit]
+        if count >= 1 and abs(count - round(count)) < 1e-9:
+            return f"{round(count)}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """`host:port` (IPv6 as `[::1]:port`) -> (host, port)."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError("expected HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+# --- per-field declarations -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parser(Generic[T]):
+    """Text -> value (ValueError with a short reason when invalid), and value -> text for the README."""
+
+    parse: Callable[[str], T]
+    show: Callable[[T], str] = str
+
+    def __call__(self, text: str) -> T:
+        return self.parse(text)
+
+
+def text() -> Parser[str]:
+    return Parser(lambda value: value)
+
+
+def integer(*, minimum: int | None = None, maximum: int | None = None) -> Parser[int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("not an integer") from None
+        if minimum is not None and maximum is not None and not minimum <= number <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}")
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}")
+        return number
+
+    return Parser(parse)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def boolean() -> Parser[bool]:
+    def parse(value: str) -> bool:
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+
+    return Parser(parse, lambda flag: "true" if flag else "false")
+
+
+def duration(*, minimum: float = 0.0) -> Parser[float]:
+    def parse(value: str) -> float:
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise ValueError("expected a duration such as 500ms, 30s, 5m or 1h") from None
+        if seconds < minimum:
+            raise ValueError(f"must be at least {minimum:g}s")
+        return seconds
+
+    return Parser(parse, format_duration)
+
+
+def address() -> Parser[str]:
+    """HOST:PORT, kept as written."""
+
+    def parse(value: str) -> str:
+        parse_address(value)
+        return value
+
+    return Parser(parse)
+
+
+def choice(*choices: str) -> Parser[str]:
+    """One of `choices`, case-insensitively; the value is lowercased."""
+
+    def parse(value: str) -> str:
+        if value.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value.lower()
+
+    return Parser(parse)
+
+
+def path() -> Parser[pathlib.Path]:
+    return Parser(lambda value: pathlib.Path(value).expanduser())
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One environment variable: name, default, parser and the README's description.
+
+    `shown` replaces the default in the README when it is not the literal value (e.g. derived
+    from another setting); a None default without `shown` is documented as "unset".
+    """
+
+    env: str
+    default: T
+    parse: Callable[[str], T]
+    doc: str
+    shown: str | None = None
+
+    def read(self, environ: Mapping[str, str], problems: list[str]) -> T:
+        """The value (blank counts as unset); an invalid one is added to `problems`, the default returned."""
+        raw = environ.get(self.env)
+        if raw is None or not raw.strip():
+            return self.default
+        value = raw.strip()
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            problems.append(f"{self.env}={value!r}: {exc}")
+            return self.default
+
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return f"`{self.shown}`"
+        if self.default is None:
+            return "unset"
+        show = self.parse.show if isinstance(self.parse, Parser) else str
+        return f"`{show(self.default)}`"
+
+    def row(self) -> str:
+        """This setting as a README table row: `| `VAR` | default | meaning |`."""
+        return f"| `{self.env}` | {self.default_text()} | {self.doc} |"
+
+
+_SETTING_KEY = "conveyor.setting"
+
+
+def setting(env: str, default: T, *, parse: Callable[[str], T], doc: str, shown: str | None = None) -> T:
+    """A dataclass field read from `env` by `read_settings` (and listed by `declarations`)."""
+    declared = Setting(env, default, parse, doc, shown)
+    result: T = field(default=default, metadata={_SETTING_KEY: declared})
+    return result
+
+
+def declarations(cls: type[DataclassInstance]) -> list[Setting[Any]]:
+    """The settings declared on a dataclass with `setting(...)`, in field order."""
+    return [f.metadata[_SETTING_KEY] for f in dataclasses.fields(cls) if _SETTING_KEY in f.metadata]
+
+
+def read_settings(
+    cls: type[S],
+    environ: Mapping[str, str] | None = None,
+    *,
+    problems: list[str] | None = None,
+    **values: Any,
+) -> S:
+    """Build `cls`, reading every `setting(...)` field from `environ` (default: os.environ).
+
+    `values` supplies the other fields (and overrides declared ones). Every invalid variable is
+    collected: appended to `problems` when given (the caller raises, e.g. `EnvReader.check()`),
+    otherwise raised at once as one SettingsError listing them all.
+    """
+    source = os.environ if environ is None else environ
+    collected: list[str] = [] if problems is None else problems
+    before = len(collected)
+    arguments = dict(values)
+    for item in dataclasses.fields(cls):
+        declared = item.metadata.get(_SETTING_KEY)
+        if declared is not None and item.name not in arguments:
+            arguments[item.name] = declared.read(source, collected)
+    if problems is None and len(collected) > before:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(collected))
+    return cls(**arguments)
+
+
+TABLE_HEADER = "| Variable | Default | Meaning |\n|---|---|---|"
+
+
+def markdown_rows(settings: Iterable[Setting[Any]]) -> list[str]:
+    return [item.row() for item in settings]
+
+
+def markdown_table(settings: Iterable[Setting[Any]]) -> str:
+    """A README configuration table (header and one row per setting)."""
+    return "\n".join([TABLE_HEADER, *markdown_rows(settings)])
+
+
+def missing_rows(document: str, settings: Iterable[Setting[Any]]) -> list[str]:
+    """The rows of `settings` that `document` lacks, verbatim (missing or documented differently)."""
+    lines = {line.strip() for line in document.splitlines()}
+    return [row for row in markdown_rows(settings) if row not in lines]
+
+
+def markdown_section(document: str, heading: str) -> str:
+    """The text under the line `heading` (e.g. `### conveyor-config`) up to the next heading of its level or above."""
+    level = len(heading) - len(heading.lstrip("#"))
+    lines = document.splitlines()
+    try:
+        start = lines.index(heading)
+    except ValueError:
+        raise ValueError(f"no heading {heading!r}") from None
+    section: list[str] = []
+    for line in lines[start + 1 :]:
+        marks = len(line) - len(line.lstrip("#"))
+        if 0 < marks <= level and line[marks : marks + 1] == " ":
+            break
+        section.append(line)
+    return "\n".join(section)
 
 
 @dataclass
@@ -120,16 +355,39 @@ class EnvReader:
         value = self._raw(name)
         return default if value is None else pathlib.Path(value).expanduser()
 
+    def read(self, declared: Setting[T]) -> T:
+        """A declared setting, its problem (if any) recorded with the others."""
+        return declared.read(self.environ, self.problems)
+
     def check(self) -> None:
         if self.problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(self.problems))
 
 
+DATA_DIR = Setting(
+    "CONVEYOR_DATA_DIR", pathlib.Path("data"), path(), "Directory of the default SQLite database", shown="./data"
+)
+
+
 def data_dir(reader: EnvReader) -> pathlib.Path:
     """CONVEYOR_DATA_DIR: where embedded state lives (SQLite file, NATS store); default ./data."""
-    path = reader.path("CONVEYOR_DATA_DIR", pathlib.Path("data"))
-    assert path is not None
-    return path
+    return reader.read(DATA_DIR)
+
+
+NATS_URL = Setting("CONVEYOR_NATS_URL", "nats://127.0.0.1:4222", text(), "NATS server with JetStream")
+LOG_LEVEL = Setting(
+    "CONVEYOR_LOG_LEVEL",
+    "info",
+    choice("debug", "info", "warning", "error"),
+    "`debug`, `info`, `warning` or `error`",
+)
+LOG_FORMAT = Setting("CONVEYOR_LOG_FORMAT", "json", choice("json", "text"), "`json` (one object per line) or `text`")
+DEFAULT_METRICS_DOC = "`HOST:PORT` to serve Prometheus `/metrics` on"
+
+
+def metrics_address(service: str, doc: str = DEFAULT_METRICS_DOC) -> Setting[str | None]:
+    """CONVEYOR_<SERVICE>_METRICS_ADDR."""
+    return Setting(f"CONVEYOR_{service.upper()}_METRICS_ADDR", None, address(), doc)
 
 
 @dataclass(frozen=True)
@@ -141,18 +399,17 @@ class CommonSettings:
     log_format: str
     metrics_address: str | None
 
+    @staticmethod
+    def declarations(service: str, *, metrics_doc: str = DEFAULT_METRICS_DOC) -> list[Setting[Any]]:
+        """What `read` reads, for the README table (the metrics address's meaning differs per service)."""
+        return [NATS_URL, LOG_LEVEL, LOG_FORMAT, metrics_address(service, metrics_doc)]
+
     @classmethod
     def read(cls, reader: EnvReader, *, service: str) -> CommonSettings:
-        metrics = reader.optional_str(f"CONVEYOR_{service.upper()}_METRICS_ADDR")
-        if metrics is not None:
-            try:
-                parse_address(metrics)
-            except ValueError:
-                reader.problems.append(f"CONVEYOR_{service.upper()}_METRICS_ADDR={metrics!r}: expected HOST:PORT")
-                metrics = None
+        metrics = reader.read(metrics_address(service))
         return cls(
-            nats_url=reader.str("CONVEYOR_NATS_URL", "nats://127.0.0.1:4222"),
-            log_level=reader.choice("CONVEYOR_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-            log_format=reader.choice("CONVEYOR_LOG_FORMAT", "json", ("json", "text")),
+            nats_url=reader.read(NATS_URL),
+            log_level=reader.read(LOG_LEVEL),
+            log_format=reader.read(LOG_FORMAT),
             metrics_address=metrics,
         )

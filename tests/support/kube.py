@@ -18,8 +18,8 @@ from typing import Any
 from kubernetes import client, config
 
 from conveyor.names import derived_id
-from conveyor.sandbox import SandboxCluster
 from conveyor.v1 import bus_pb2, pipeline_pb2, run_pb2
+from conveyor_sandbox import SandboxCluster
 
 KINDS = {
     "Deployment": pipeline_pb2.Target.DEPLOYMENT,

@@ -3,7 +3,7 @@
 `running_system(workdir)` starts, on free loopback ports with everything under `workdir`:
 
 1. a JetStream `nats-server`;
-2. the SANDBOX cluster (`python -m conveyor.sandbox`, samples seeded), registered with the deployer
+2. the SANDBOX cluster (`python -m conveyor_sandbox`, samples seeded), registered with the deployer
    through a clusters file (cluster `sandbox`);
 3. `conveyor-config` on SQLite (checking targets against the deployer);
 4. `conveyor-trigger` (gRPC + webhook receiver, a shared webhook token, an optional registries file);
@@ -18,7 +18,7 @@ Tests drive the system only from outside, through the helpers here: `ctl(...)` r
 HTTP, and `apps()` is the official Kubernetes client (apps/v1) against the sandbox
 (`create_deployment`, `images`, `generation` are built on it).
 
-The processes are started directly rather than through `python -m conveyor.launcher` so each
+The processes are started directly rather than through `python -m conveyor_launcher` so each
 one's exit status on SIGTERM can be checked, each has its own log, and the whole environment is
 exactly what the test chose (fast poll intervals, a registries file, no CONVEYOR_* of the caller).
 """
@@ -40,10 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import yaml
-from kubernetes import client as kube_client
-from kubernetes import config as kube_config
+from kubernetes import client as kube_client, config as kube_config
 
-from conveyor.sandbox import samples
+from conveyor_sandbox import samples
 from tests.support.nats_server import nats_server_binary
 from tests.support.net import free_port, wait_port
 from tests.support.procs import ServiceProcess, console_script
@@ -358,7 +357,7 @@ def running_system(
             [
                 sys.executable,
                 "-m",
-                "conveyor.sandbox",
+                "conveyor_sandbox",
                 "--port",
                 str(free_port()),
                 "--kubeconfig",

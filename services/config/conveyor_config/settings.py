@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from conveyor.settings import CommonSettings, EnvReader, data_dir
-from conveyor_config.storage import normalize_database_url
+from conveyor_config.adapters.storage.engine import normalize_database_url
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 

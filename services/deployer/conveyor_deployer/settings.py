@@ -3,7 +3,7 @@
 | Variable | Default | Meaning |
 |---|---|---|
 | `CONVEYOR_DEPLOYER_ADDR` | `127.0.0.1:50053` | gRPC listen address (TargetService, health, reflection) |
-| `CONVEYOR_CLUSTERS_FILE` | unset | clusters YAML (`conveyor_deployer.clusters`); unset: kubeconfig's current context |
+| `CONVEYOR_CLUSTERS_FILE` | unset | clusters YAML (`conveyor_deployer.adapters.clusters`); unset: current context |
 | `KUBECONFIG` | `~/.kube/config` | kubeconfig file(s) for clusters that name none (standard variable) |
 | `CONVEYOR_NATS_URL` | `nats://127.0.0.1:4222` | NATS server with JetStream |
 | `CONVEYOR_LOG_LEVEL` | `info` | `debug`, `info`, `warning` or `error` |

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 
+import grpc
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
@@ -21,15 +23,15 @@ from nats.aio.subscription import Subscription
 from conveyor import bus
 from conveyor.server import GrpcServer
 from conveyor.settings import parse_address
-from conveyor.v1 import event_service_pb2_grpc
+from conveyor.v1 import event_service_pb2_grpc, pipeline_service_pb2_grpc
 from conveyor_trigger.adapters.config_client import GrpcPipelineSource
-from conveyor_trigger.adapters.jetstream import JetStreamPublisher, KvPushRegistry
-from conveyor_trigger.events_log import EventsLog
-from conveyor_trigger.grpc_api import SERVICE_NAME, EventService
-from conveyor_trigger.matcher import MatcherConsumer
-from conveyor_trigger.pipeline_cache import PipelineCache
-from conveyor_trigger.receiver import WebhookReceiver
-from conveyor_trigger.registry_access import RegistryAccess
+from conveyor_trigger.adapters.events_log import EventsLog
+from conveyor_trigger.adapters.jetstream import JetStreamPublisher, KvPushRegistry, RegistryEventsConsumer
+from conveyor_trigger.adapters.pipeline_cache import PipelineCache
+from conveyor_trigger.adapters.registry_access import RegistryAccess, registry_access_from_env
+from conveyor_trigger.edges.grpc_api import SERVICE_NAME, EventService
+from conveyor_trigger.edges.matcher_consumer import MatcherConsumer
+from conveyor_trigger.edges.receiver import WebhookReceiver
 from conveyor_trigger.settings import TriggerSettings
 from conveyor_trigger.usecases.match import PushMatcher
 from conveyor_trigger.usecases.ports import PipelineSource
@@ -57,8 +59,13 @@ class TriggerApp:
         self.grpc: GrpcServer | None = None
         self._runner: web.AppRunner | None = None
         self._changes: Subscription | None = None
-        self._config_source: GrpcPipelineSource | None = None
+        self._config_channel: grpc.aio.Channel | None = None
         self.webhook_port = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> TriggerApp:
+        """The app as configured by the environment (raises SettingsError when invalid)."""
+        return cls(TriggerSettings.from_env(environ), registry=registry_access_from_env(environ))
 
     # --- addresses once started -------------------------------------------------------------
 
@@ -93,8 +100,9 @@ class TriggerApp:
 
         source = self._pipeline_source
         if source is None:
-            self._config_source = GrpcPipelineSource(settings.config_address)
-            source = self._config_source
+            self._config_channel = grpc.aio.insecure_channel(settings.config_address)
+            stub = pipeline_service_pb2_grpc.PipelineServiceStub(self._config_channel)
+            source = GrpcPipelineSource(stub, address=settings.config_address)
         self.cache = PipelineCache(source, resync_interval=settings.resync_interval)
         self._changes = await self.nc.subscribe(bus.PIPELINE_CHANGED_SUBJECT, cb=self.cache.on_change_message)
 
@@ -139,7 +147,7 @@ class TriggerApp:
                 resolver=resolver,
                 digest_timeout=settings.digest_timeout,
             )
-            consumer = MatcherConsumer(js, matcher, ack_wait=settings.ack_wait)
+            consumer = RegistryEventsConsumer(js, MatcherConsumer(matcher).handle, ack_wait=settings.ack_wait)
             self._tasks.append(asyncio.create_task(consumer.run(self._stop, cache.loaded), name="matcher"))
         else:
             log.warning("matcher disabled (CONVEYOR_TRIGGER_MATCHER_ENABLED=false): webhooks are stored, not matched")
@@ -168,8 +176,8 @@ class TriggerApp:
                 log.warning("NATS drain failed", extra={"error": str(exc)})
                 with contextlib.suppress(Exception):
                     await self.nc.close()
-        if self._config_source is not None:
-            await self._config_source.close()
+        if self._config_channel is not None:
+            await self._config_channel.close()
         if self.registry is not None:
             with contextlib.suppress(Exception):
                 await self.registry.close()

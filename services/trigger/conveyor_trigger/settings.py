@@ -11,7 +11,7 @@
 | `CONVEYOR_LOG_FORMAT` | `json` | `json` (one object per line) or `text` |
 | `CONVEYOR_TRIGGER_METRICS_ADDR` | unset | extra HOST:PORT serving only `/metrics` (the webhook listener serves it too) |
 | `CONVEYOR_WEBHOOK_TOKEN` | unset | shared webhook secret (>= 16 chars), accepted as `Authorization: Bearer`, `X-Conveyor-Token` header, `?token=` and as GitHub's HMAC secret |
-| `CONVEYOR_WEBHOOK_SOURCES_FILE` | unset | YAML file of webhook sources, each with its own auth method, secret, formats, default registry, origin (see `conveyor_trigger.auth`) |
+| `CONVEYOR_WEBHOOK_SOURCES_FILE` | unset | YAML file of webhook sources, each with its own auth method, secret, formats, default registry, origin (see `conveyor_trigger.adapters.webhook_sources`) |
 | `CONVEYOR_WEBHOOK_ALLOW_UNAUTHENTICATED` | `false` | accept webhooks without valid credentials; with no token/sources and `false`, every webhook gets 401 |
 | `CONVEYOR_WEBHOOK_DEFAULT_REGISTRY` | unset | registry host for payloads that carry none (Docker Hub-like formats), when neither `?registry=` nor the source gives one |
 | `CONVEYOR_WEBHOOK_MAX_BODY` | `1MiB` | largest webhook body accepted (bytes, or with KiB/MiB); larger -> 413 |
@@ -34,8 +34,9 @@ from dataclasses import dataclass, replace
 
 from conveyor import refs
 from conveyor.settings import CommonSettings, EnvReader
-from conveyor_trigger.auth import Authenticator, Source, load_sources_file, shared_token_source
-from conveyor_trigger.formats import FORMATS
+from conveyor_trigger.adapters.webhook_sources import load_sources_file
+from conveyor_trigger.domain.formats import FORMATS
+from conveyor_trigger.domain.webhook_auth import Authenticator, Source, shared_token_source
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|kb|k|mib|mb|m)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}

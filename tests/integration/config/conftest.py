@@ -19,10 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from conveyor.v1 import pipeline_service_pb2_grpc, run_service_pb2_grpc
-from conveyor_config import migrations
-from conveyor_config.main import ConfigService
+from conveyor_config.adapters.storage import SqlStore, migrations
+from conveyor_config.adapters.storage.engine import open_database
+from conveyor_config.app import ConfigApp
 from conveyor_config.settings import ConfigSettings
-from conveyor_config.storage import SqlStore, open_database
 from tests.support.nats_server import NatsServer
 
 TABLES = ("outbox", "request_ids", "run_event_ids", "run_logs", "runs", "pipelines")
@@ -106,17 +106,17 @@ class Clients:
     health: health_pb2_grpc.HealthStub
 
 
-StartConfig = Callable[..., Awaitable[ConfigService]]
+StartConfig = Callable[..., Awaitable[ConfigApp]]
 
 
 @pytest.fixture
 async def start_config(nats_server: NatsServer, tmp_path: pathlib.Path) -> AsyncIterator[StartConfig]:
-    """Start a ConfigService in this process (gRPC on a free port, the test's real nats-server)."""
-    started: list[ConfigService] = []
+    """Start a ConfigApp in this process (gRPC on a free port, the test's real nats-server)."""
+    started: list[ConfigApp] = []
 
     async def start(
         *, database_url: str | None = None, env: dict[str, str] | None = None, **adapters: Any
-    ) -> ConfigService:
+    ) -> ConfigApp:
         environ = {
             "CONVEYOR_CONFIG_ADDR": "127.0.0.1:0",
             "CONVEYOR_NATS_URL": nats_server.url,
@@ -128,7 +128,7 @@ async def start_config(nats_server: NatsServer, tmp_path: pathlib.Path) -> Async
             "CONVEYOR_CONFIG_REGISTRY_CHECK": "false",
             **(env or {}),
         }
-        service = ConfigService(ConfigSettings.from_env(environ), **adapters)
+        service = ConfigApp(ConfigSettings.from_env(environ), **adapters)
         started.append(service)
         await service.start()
         return service
@@ -139,7 +139,7 @@ async def start_config(nats_server: NatsServer, tmp_path: pathlib.Path) -> Async
 
 
 @pytest.fixture
-async def config(start_config: StartConfig) -> ConfigService:
+async def config(start_config: StartConfig) -> ConfigApp:
     return await start_config()
 
 
@@ -155,6 +155,6 @@ async def connected(address: str) -> AsyncIterator[Clients]:
 
 
 @pytest.fixture
-async def clients(config: ConfigService) -> AsyncIterator[Clients]:
+async def clients(config: ConfigApp) -> AsyncIterator[Clients]:
     async with connected(config.address) as clients:
         yield clients

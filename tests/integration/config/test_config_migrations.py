@@ -9,9 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from conveyor_config import migrations
-from conveyor_config.schema import metadata
-from conveyor_config.storage import open_database
+from conveyor_config.adapters.storage import migrations
+from conveyor_config.adapters.storage.engine import open_database
+from conveyor_config.adapters.storage.schema import metadata
 from tests.support.procs import console_script
 
 

@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from conveyor import bus
 from conveyor.errors import FieldViolation, field_violations
 from conveyor.v1 import bus_pb2, pipeline_pb2, pipeline_service_pb2, pipeline_service_pb2_grpc
-from conveyor_config.main import ConfigService
+from conveyor_config.app import ConfigApp
 from tests.integration.config.conftest import Clients, StartConfig, connected, truncate_tables
 from tests.integration.config.support import create_pipeline, rpc_error
 from tests.support.net import eventually
@@ -285,7 +285,7 @@ async def test_delete_with_and_without_etag(clients: Clients) -> None:
 # --------------------------------------------------------------------------- change notices
 
 
-async def test_changes_are_published_on_core_nats(clients: Clients, nc: NATS, config: ConfigService) -> None:
+async def test_changes_are_published_on_core_nats(clients: Clients, nc: NATS, config: ConfigApp) -> None:
     received: list[bus_pb2.PipelineChanged] = []
 
     async def collect(msg: object) -> None:

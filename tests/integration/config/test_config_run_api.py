@@ -15,12 +15,14 @@ from conveyor import bus
 from conveyor.errors import field_violations
 from conveyor.names import RunName
 from conveyor.v1 import bus_pb2, pipeline_pb2, pipeline_service_pb2, run_service_pb2
-from conveyor.v1.run_pb2 import Run
-from conveyor.v1.run_pb2 import RunLogEntry as Entry
-from conveyor_config import domain, migrations
-from conveyor_config.main import ConfigService
-from conveyor_config.outbox import JetStreamPublisher, OutboxRelay
-from conveyor_config.storage import NewOutboxMessage, SqlStore, open_database
+from conveyor.v1.run_pb2 import Run, RunLogEntry as Entry
+from conveyor_config.adapters.jetstream import JetStreamPublisher
+from conveyor_config.adapters.storage import SqlStore, migrations
+from conveyor_config.adapters.storage.engine import open_database
+from conveyor_config.app import ConfigApp
+from conveyor_config.domain import pipelines
+from conveyor_config.usecases.outbox import OutboxRelay
+from conveyor_config.usecases.ports import NewOutboxMessage
 from tests.integration.config.conftest import Clients, StartConfig, connected
 from tests.integration.config.support import (
     create_pipeline,
@@ -137,7 +139,7 @@ async def test_a_republished_outbox_row_is_stored_once(nc: NATS, tmp_path: pathl
     database = open_database(url)
     try:
         store = SqlStore(database)
-        pipeline = domain.check_pipeline(sample_pipeline())
+        pipeline = pipelines.check_pipeline(sample_pipeline())
         pipeline.name, pipeline.etag = "pipelines/web", "e1"
         await store.insert_pipeline(pipeline, None)
         run = Run(name="pipelines/web/runs/r1", state=Run.QUEUED, create_time=pipeline.create_time)
@@ -378,7 +380,7 @@ async def test_tail_follow_sees_entries_stored_by_another_replica(
 
 
 async def test_deploy_request_is_delivered_after_nats_comes_back(
-    clients: Clients, nats_server: NatsServer, config: ConfigService
+    clients: Clients, nats_server: NatsServer, config: ConfigApp
 ) -> None:
     await create_pipeline(clients, "web")
     nats_server.kill()

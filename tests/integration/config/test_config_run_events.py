@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from conveyor import bus
 from conveyor.v1 import bus_pb2, run_service_pb2
 from conveyor.v1.run_pb2 import Run
-from conveyor_config.main import ConfigService
+from conveyor_config.app import ConfigApp
 from tests.integration.config.conftest import Clients, StartConfig, connected, truncate_tables
 from tests.integration.config.support import create_pipeline, publish_event, rpc_error, run_event
 from tests.support.net import eventually
@@ -158,7 +158,7 @@ async def test_events_are_consumed_on_postgresql_and_survive_a_restart(
 ) -> None:
     await truncate_tables(config_pg_url)
     js = nc.jetstream()
-    service: ConfigService = await start_config(database_url=config_pg_url)
+    service: ConfigApp = await start_config(database_url=config_pg_url)
     async with connected(service.address) as clients:
         await create_pipeline(clients, "web")
         await publish_event(js, run_event(RUN, "a", Run.RUNNING, "one", image="x/app:v1"))

@@ -8,12 +8,15 @@ from google.protobuf import timestamp_pb2
 
 from conveyor.names import RunName
 from conveyor.v1 import bus_pb2
-from conveyor.v1.run_pb2 import Run
-from conveyor.v1.run_pb2 import RunLogEntry as Entry
-from conveyor_config import domain
-from conveyor_config.domain import CreateOutcome, DeleteOutcome, EventOutcome, PipelineFilter, StartOutcome
-from conveyor_config.schema import metadata
-from conveyor_config.storage import NewOutboxMessage, RequestRecord, SqlStore, open_database
+from conveyor.v1.pipeline_pb2 import Pipeline
+from conveyor.v1.run_pb2 import Run, RunLogEntry as Entry
+from conveyor_config.adapters.storage import SqlStore
+from conveyor_config.adapters.storage.engine import open_database
+from conveyor_config.adapters.storage.schema import metadata
+from conveyor_config.domain import pipelines
+from conveyor_config.domain.filters import PipelineFilter
+from conveyor_config.domain.outcomes import CreateOutcome, DeleteOutcome, EventOutcome, StartOutcome
+from conveyor_config.usecases.ports import NewOutboxMessage, RequestRecord
 from tests.unit.config.samples import CHINESE_DESCRIPTION, sample_pipeline
 
 NOW_US = 1_700_000_000_000_000
@@ -25,24 +28,22 @@ def stamp(micros: int) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def new_pipeline(pipeline_id: str, **overrides: object) -> domain.Pipeline:
-    pipeline = domain.check_pipeline(sample_pipeline(**overrides))
+def new_pipeline(pipeline_id: str, **overrides: object) -> Pipeline:
+    pipeline = pipelines.check_pipeline(sample_pipeline(**overrides))
     pipeline.name = f"pipelines/{pipeline_id}"
     pipeline.create_time.CopyFrom(stamp(NOW_US))
     pipeline.update_time.CopyFrom(stamp(NOW_US))
-    pipeline.etag = domain.new_etag()
+    pipeline.etag = pipelines.new_etag()
     return pipeline
 
 
-async def add_pipeline(store: SqlStore, pipeline_id: str, **overrides: object) -> domain.Pipeline:
+async def add_pipeline(store: SqlStore, pipeline_id: str, **overrides: object) -> Pipeline:
     pipeline = new_pipeline(pipeline_id, **overrides)
     assert await store.insert_pipeline(pipeline, None) == (CreateOutcome.CREATED, None)
     return pipeline
 
 
-async def add_run(
-    store: SqlStore, pipeline: domain.Pipeline, run_id: str, created_us: int = NOW_US, entries: int = 1
-) -> Run:
+async def add_run(store: SqlStore, pipeline: Pipeline, run_id: str, created_us: int = NOW_US, entries: int = 1) -> Run:
     run = Run(name=f"{pipeline.name}/runs/{run_id}", trigger=Run.MANUAL, image="r/a:v1", tag="v1", state=Run.QUEUED)
     run.create_time.CopyFrom(stamp(created_us))
     logs = [Entry(time=stamp(created_us), level=Entry.INFO, step="queue", message=f"m{i}") for i in range(entries)]
@@ -132,7 +133,7 @@ async def test_list_filters_and_keyset_pages(store: SqlStore) -> None:
 
 async def test_replace_is_compare_and_set_on_the_etag(store: SqlStore) -> None:
     original = await add_pipeline(store, "web")
-    changed = domain.Pipeline()
+    changed = Pipeline()
     changed.CopyFrom(original)
     changed.display_name = "v2"
     changed.etag = "new-etag"

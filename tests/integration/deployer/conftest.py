@@ -11,13 +11,13 @@ import pytest
 from nats.js import JetStreamContext
 
 from conveyor import bus
-from conveyor.sandbox import SandboxCluster
 from conveyor.v1 import bus_pb2, run_pb2
-from conveyor_deployer.clusters import load_clusters
-from conveyor_deployer.kube import KubeWorkloadApi
+from conveyor_deployer.adapters.clusters import load_clusters
+from conveyor_deployer.adapters.kube import KubeWorkloadApi
 from conveyor_deployer.usecases.deploy import DeployRunner, RunResult
 from conveyor_deployer.usecases.requests import parse_deploy_request
 from conveyor_deployer.usecases.retry import RetryPolicy
+from conveyor_sandbox import SandboxCluster
 from tests.support.kube import KubeClient, sandbox_cluster
 
 TERMINAL = {run_pb2.Run.SUCCEEDED, run_pb2.Run.FAILED, run_pb2.Run.SUPERSEDED}

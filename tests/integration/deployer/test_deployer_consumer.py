@@ -13,9 +13,10 @@ from nats.js import JetStreamContext
 
 from conveyor import bus
 from conveyor.v1 import bus_pb2, run_pb2
-from conveyor_deployer.consumer import CONSUMER, DeployRequestConsumer, JetStreamRunEvents
-from conveyor_deployer.dispatcher import Dispatcher
+from conveyor_deployer.adapters.jetstream import JetStreamDeployRequests, JetStreamRunEvents
+from conveyor_deployer.edges.consumer import CONSUMER, DeployRequestConsumer
 from conveyor_deployer.usecases.deploy import DeployRunner
+from conveyor_deployer.usecases.dispatcher import Dispatcher
 from conveyor_deployer.usecases.retry import RetryPolicy
 from tests.integration.deployer.conftest import Stack, stored_run_events, terminal_states
 from tests.support.kube import deploy_requested, patch_bodies
@@ -53,7 +54,8 @@ async def deployer(stack: Stack, nc: NATS) -> AsyncIterator[Deployer]:
         poll_interval=0.05,
     )
     dispatcher = Dispatcher(runner, max_concurrent=4, heartbeat_interval=0.5)
-    consumer = DeployRequestConsumer(js, dispatcher, runner, ack_wait=2.0, max_held=100, default_rollout_timeout=30.0)
+    requests = JetStreamDeployRequests(js, ack_wait=2.0, max_held=100)
+    consumer = DeployRequestConsumer(requests, dispatcher, runner, max_held=100, default_rollout_timeout=30.0)
     await consumer.prepare()
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))

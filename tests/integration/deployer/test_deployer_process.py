@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 
 from conveyor import bus
 from conveyor.v1 import run_pb2
-from conveyor_deployer.consumer import CONSUMER
+from conveyor_deployer.edges.consumer import CONSUMER
 from tests.integration.deployer.conftest import Stack, stored_run_events, terminal_states
 from tests.support.kube import deploy_requested, image_of, patch_bodies
 from tests.support.nats_server import NatsServer

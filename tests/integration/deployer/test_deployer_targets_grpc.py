@@ -9,16 +9,14 @@ import grpc
 import pytest
 
 from conveyor import errors
-from conveyor.sandbox import SandboxCluster
 from conveyor.server import GrpcServer
-from conveyor.v1 import pipeline_pb2
-from conveyor.v1 import target_service_pb2 as pb
-from conveyor.v1 import target_service_pb2_grpc as pb_grpc
-from conveyor_deployer.clusters import load_clusters
-from conveyor_deployer.grpc_api import SERVICE_NAME, TargetServicer
-from conveyor_deployer.kube import KubeWorkloadApi
+from conveyor.v1 import pipeline_pb2, target_service_pb2 as pb, target_service_pb2_grpc as pb_grpc
+from conveyor_deployer.adapters.clusters import load_clusters
+from conveyor_deployer.adapters.kube import KubeWorkloadApi
+from conveyor_deployer.edges.grpc_api import SERVICE_NAME, TargetServicer
 from conveyor_deployer.usecases.retry import RetryPolicy
 from conveyor_deployer.usecases.targets import TargetQueries
+from conveyor_sandbox import SandboxCluster
 
 Target = pipeline_pb2.Target
 

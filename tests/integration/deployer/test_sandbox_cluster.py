@@ -12,7 +12,7 @@ import sys
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from conveyor.sandbox import SandboxCluster
+from conveyor_sandbox import SandboxCluster
 from tests.support.kube import KubeClient, image_of, sandbox_cluster
 from tests.support.net import eventually, free_port
 
@@ -202,7 +202,7 @@ def test_the_sandbox_runs_as_a_process_and_says_it_is_a_sandbox(tmp_path: pathli
         [
             sys.executable,
             "-m",
-            "conveyor.sandbox",
+            "conveyor_sandbox",
             "--port",
             str(port),
             "--kubeconfig",
@@ -231,7 +231,7 @@ def test_the_sandbox_runs_as_a_process_and_says_it_is_a_sandbox(tmp_path: pathli
 
 def test_the_sandbox_process_rejects_bad_arguments(tmp_path: pathlib.Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "conveyor.sandbox", "--kubeconfig", str(tmp_path / "k"), "--rollout-delay", "soon"],
+        [sys.executable, "-m", "conveyor_sandbox", "--kubeconfig", str(tmp_path / "k"), "--rollout-delay", "soon"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -13,9 +13,9 @@ from nats.aio.client import Client as NATS
 
 from conveyor import bus, errors
 from conveyor.v1 import bus_pb2, event_service_pb2, event_service_pb2_grpc, pipeline_pb2, run_pb2
+from conveyor_trigger.adapters.registry_access import RegistryAccess
 from conveyor_trigger.app import TriggerApp
-from conveyor_trigger.matcher import MatcherConsumer
-from conveyor_trigger.registry_access import RegistryAccess
+from conveyor_trigger.edges.matcher_consumer import MatcherConsumer
 from tests.integration.trigger.trigger_harness import (
     FakeConfig,
     deploys_in_stream,

@@ -14,8 +14,8 @@ from nats.aio.client import Client as NATS
 
 from conveyor import bus
 from conveyor.v1 import pipeline_pb2
-from conveyor_trigger import receiver
 from conveyor_trigger.app import TriggerApp
+from conveyor_trigger.edges import receiver
 from tests.integration.trigger.trigger_harness import (
     AUTH,
     TOKEN,

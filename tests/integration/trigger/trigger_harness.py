@@ -16,8 +16,8 @@ from nats.js.errors import NotFoundError
 from conveyor import bus
 from conveyor.server import GrpcServer
 from conveyor.v1 import bus_pb2, pipeline_pb2, pipeline_service_pb2, pipeline_service_pb2_grpc
+from conveyor_trigger.adapters.registry_access import RegistryAccess
 from conveyor_trigger.app import TriggerApp
-from conveyor_trigger.registry_access import RegistryAccess
 from conveyor_trigger.settings import TriggerSettings
 
 TOKEN = "integration-token-0123456789"

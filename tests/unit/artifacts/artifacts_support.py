@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SERVICES = ("config", "trigger", "deployer")
 
-# Parts of the shared package the services never run (CLI, launcher, sandbox, healthcheck, generated code).
-_NOT_SERVICE_CODE = ("ctl", "launcher.py", "sandbox", "healthcheck.py", "v1")
+# Parts of the shared package the services never run (healthcheck, generated code); the CLI, launcher and
+# sandbox are packages of their own (src/conveyor_ctl, conveyor_launcher, conveyor_sandbox).
+_NOT_SERVICE_CODE = ("healthcheck.py", "v1")
 
 
 # ---------------------------------------------------------------- compose interpolation

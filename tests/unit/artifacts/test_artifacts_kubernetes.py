@@ -206,7 +206,7 @@ def test_only_the_deployer_has_kubernetes_credentials_and_only_what_it_needs() -
 
 
 def test_the_deployer_clusters_file_is_one_the_deployer_accepts(tmp_path: pathlib.Path) -> None:
-    from conveyor_deployer.clusters import load_clusters
+    from conveyor_deployer.adapters.clusters import load_clusters
 
     (config_map,) = objects_of("ConfigMap")
     deployer = deployments()["deployer"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor_config.usecases import PipelineCache
+from conveyor_config.usecases.caches import PipelineCache
 from tests.unit.config.samples import sample_pipeline
 
 

@@ -8,12 +8,12 @@ from google.protobuf import timestamp_pb2
 from conveyor.errors import FieldViolation, InvalidArgument
 from conveyor.v1 import bus_pb2, pipeline_pb2
 from conveyor.v1.run_pb2 import Run
-from conveyor_config import domain
+from conveyor_config.domain import filters, masks, names, page_tokens, pipelines, runs, tag_filters
 from tests.unit.config.samples import CHINESE_DESCRIPTION, sample_pipeline
 
 
 def violations_of(pipeline: pipeline_pb2.Pipeline) -> dict[str, str]:
-    return {v.field: v.description for v in domain.validate_pipeline(domain.normalize_pipeline(pipeline))}
+    return {v.field: v.description for v in pipelines.validate_pipeline(pipelines.normalize_pipeline(pipeline))}
 
 
 def with_source(**fields: object) -> pipeline_pb2.Pipeline:
@@ -44,7 +44,7 @@ def test_unicode_text_is_kept_byte_for_byte() -> None:
     # Decomposed "é" (e + combining acute) must not be NFC-normalised, nor spaces trimmed.
     display = "  生产 部署 e\u0301 🚀 "
     pipeline = sample_pipeline(display_name=display, description=CHINESE_DESCRIPTION)
-    checked = domain.check_pipeline(pipeline)
+    checked = pipelines.check_pipeline(pipeline)
     assert checked.display_name.encode() == display.encode()
     assert checked.description.encode() == CHINESE_DESCRIPTION.encode()
     round_trip = pipeline_pb2.Pipeline.FromString(checked.SerializeToString())
@@ -96,9 +96,9 @@ def test_registry_hosts_with_ports_are_valid(registry: str) -> None:
 
 
 def test_registry_and_repository_are_normalised() -> None:
-    checked = domain.check_pipeline(with_source(registry="HTTPS://Demo.TencentCloudCR.com/", repository="team/app"))
+    checked = pipelines.check_pipeline(with_source(registry="HTTPS://Demo.TencentCloudCR.com/", repository="team/app"))
     assert checked.source.registry == "demo.tencentcloudcr.com"
-    hub = domain.check_pipeline(with_source(registry="index.docker.io", repository="nginx"))
+    hub = pipelines.check_pipeline(with_source(registry="index.docker.io", repository="nginx"))
     assert (hub.source.registry, hub.source.repository) == ("docker.io", "library/nginx")
 
 
@@ -181,7 +181,7 @@ def test_rollout_timeout_bounds(seconds: int) -> None:
 
 
 def test_defaults_are_made_explicit() -> None:
-    checked = domain.check_pipeline(
+    checked = pipelines.check_pipeline(
         sample_pipeline(source=pipeline_pb2.Source(registry="r.example.com", repository="a/b"))
     )
     assert checked.source.tag_filter.type == pipeline_pb2.TagFilter.ANY
@@ -190,42 +190,42 @@ def test_defaults_are_made_explicit() -> None:
     assert checked.options.rollout_timeout.seconds == 600
     explicit = sample_pipeline()
     explicit.options.verify_rollout = False
-    assert domain.check_pipeline(explicit).options.verify_rollout is False
+    assert pipelines.check_pipeline(explicit).options.verify_rollout is False
 
 
 def test_check_pipeline_raises_every_violation_at_once() -> None:
     with pytest.raises(InvalidArgument) as error:
-        domain.check_pipeline(sample_pipeline(display_name="", target=pipeline_pb2.Target(namespace="Bad")))
+        pipelines.check_pipeline(sample_pipeline(display_name="", target=pipeline_pb2.Target(namespace="Bad")))
     fields = {v.field for v in error.value.violations}
     assert {"pipeline.display_name", "pipeline.target.namespace", "pipeline.target.cluster"} <= fields
 
 
 def test_tag_matching_uses_full_matches() -> None:
     regex = pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.REGEX, value=r"v\d+")
-    assert domain.tag_matches(regex, "v12")
-    assert not domain.tag_matches(regex, "v12-rc1")
+    assert tag_filters.tag_matches(regex, "v12")
+    assert not tag_filters.tag_matches(regex, "v12-rc1")
     exact = pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.EXACT, value="stable")
-    assert domain.tag_matches(exact, "stable") and not domain.tag_matches(exact, "stable2")
-    assert domain.tag_matches(pipeline_pb2.TagFilter(), "anything")
+    assert tag_filters.tag_matches(exact, "stable") and not tag_filters.tag_matches(exact, "stable2")
+    assert tag_filters.tag_matches(pipeline_pb2.TagFilter(), "anything")
 
 
 def test_request_ids_are_bounded() -> None:
-    domain.validate_request_id("")
-    domain.validate_request_id("5f2b6c1e-8f0e-4b8e-9d3a-2f1c0e9b7a61")
+    names.validate_request_id("")
+    names.validate_request_id("5f2b6c1e-8f0e-4b8e-9d3a-2f1c0e9b7a61")
     for bad in ("x" * 129, "has space", "ключ"):
         with pytest.raises(InvalidArgument):
-            domain.validate_request_id(bad)
+            names.validate_request_id(bad)
 
 
 def test_etags_change_every_time() -> None:
-    assert len({domain.new_etag() for _ in range(100)}) == 100
+    assert len({pipelines.new_etag() for _ in range(100)}) == 100
 
 
 # --------------------------------------------------------------------------- update masks
 
 
 def stored() -> pipeline_pb2.Pipeline:
-    pipeline = domain.check_pipeline(sample_pipeline())
+    pipeline = pipelines.check_pipeline(sample_pipeline())
     pipeline.name = "pipelines/web"
     pipeline.etag = "e1"
     pipeline.create_time.seconds = 100
@@ -235,7 +235,7 @@ def stored() -> pipeline_pb2.Pipeline:
 
 def test_mask_updates_only_named_fields() -> None:
     patch = pipeline_pb2.Pipeline(display_name="新名字", description="ignored", disabled=True)
-    result = domain.apply_update_mask(stored(), patch, ["display_name", "disabled"])
+    result = masks.apply_update_mask(stored(), patch, ["display_name", "disabled"])
     assert result.display_name == "新名字"
     assert result.disabled is True
     assert result.description == stored().description
@@ -243,14 +243,14 @@ def test_mask_updates_only_named_fields() -> None:
 
 def test_mask_with_nested_path_keeps_sibling_fields() -> None:
     patch = pipeline_pb2.Pipeline(target=pipeline_pb2.Target(workload="backend"))
-    result = domain.apply_update_mask(stored(), patch, ["target.workload"])
+    result = masks.apply_update_mask(stored(), patch, ["target.workload"])
     assert result.target.workload == "backend"
     assert result.target.cluster == "prod"
 
 
 def test_mask_naming_a_message_replaces_it_whole() -> None:
     patch = pipeline_pb2.Pipeline(source=pipeline_pb2.Source(registry="other.example.com", repository="x/y"))
-    result = domain.apply_update_mask(stored(), patch, ["source"])
+    result = masks.apply_update_mask(stored(), patch, ["source"])
     assert result.source.registry == "other.example.com"
     assert not result.source.HasField("tag_filter")
 
@@ -258,7 +258,7 @@ def test_mask_naming_a_message_replaces_it_whole() -> None:
 def test_mask_clears_optional_field_absent_from_the_patch() -> None:
     existing = stored()
     existing.options.verify_rollout = False
-    result = domain.apply_update_mask(existing, pipeline_pb2.Pipeline(), ["options.verify_rollout"])
+    result = masks.apply_update_mask(existing, pipeline_pb2.Pipeline(), ["options.verify_rollout"])
     assert not result.options.HasField("verify_rollout")  # back to the default (true)
 
 
@@ -268,7 +268,7 @@ def test_empty_or_star_mask_replaces_every_updatable_field(paths: list[str]) -> 
     patch.name = "pipelines/other"
     patch.etag = "forged"
     patch.create_time.seconds = 1
-    result = domain.apply_update_mask(stored(), patch, paths)
+    result = masks.apply_update_mask(stored(), patch, paths)
     assert result.display_name == "Replaced"
     assert not result.options.HasField("rollout_timeout")  # the patch has no options
     # Output-only fields are never taken from the request.
@@ -278,14 +278,14 @@ def test_empty_or_star_mask_replaces_every_updatable_field(paths: list[str]) -> 
 def test_output_only_fields_in_the_mask_are_ignored() -> None:
     patch = pipeline_pb2.Pipeline(name="pipelines/x", etag="forged", display_name="New")
     patch.create_time.seconds = 5
-    result = domain.apply_update_mask(stored(), patch, ["create_time", "etag", "name", "display_name"])
+    result = masks.apply_update_mask(stored(), patch, ["create_time", "etag", "name", "display_name"])
     assert (result.name, result.etag, result.create_time.seconds) == ("pipelines/web", "e1", 100)
     assert result.display_name == "New"
 
 
 def test_invalid_mask_paths_are_field_violations() -> None:
     with pytest.raises(InvalidArgument) as error:
-        domain.apply_update_mask(stored(), pipeline_pb2.Pipeline(), ["nope", "target.nope", "disabled.x", "*"])
+        masks.apply_update_mask(stored(), pipeline_pb2.Pipeline(), ["nope", "target.nope", "disabled.x", "*"])
     assert [v.field for v in error.value.violations] == ["update_mask"] * 4
     descriptions = " | ".join(v.description for v in error.value.violations)
     assert "'nope'" in descriptions and "no sub-fields" in descriptions and "only path" in descriptions
@@ -293,29 +293,29 @@ def test_invalid_mask_paths_are_field_violations() -> None:
 
 def test_target_change_detection() -> None:
     before = stored()
-    after = domain.apply_update_mask(before, pipeline_pb2.Pipeline(display_name="x"), ["display_name"])
-    assert not domain.target_changed(before, after)
-    moved = domain.apply_update_mask(
+    after = masks.apply_update_mask(before, pipeline_pb2.Pipeline(display_name="x"), ["display_name"])
+    assert not masks.target_changed(before, after)
+    moved = masks.apply_update_mask(
         before, pipeline_pb2.Pipeline(target=pipeline_pb2.Target(namespace="other")), ["target.namespace"]
     )
-    assert domain.target_changed(before, moved)
+    assert masks.target_changed(before, moved)
 
 
 # --------------------------------------------------------------------------- run states
 
 
 def test_state_order() -> None:
-    assert domain.state_rank(Run.QUEUED) < domain.state_rank(Run.RUNNING) < domain.state_rank(Run.SUCCEEDED)
+    assert runs.state_rank(Run.QUEUED) < runs.state_rank(Run.RUNNING) < runs.state_rank(Run.SUCCEEDED)
     for terminal in (Run.SUCCEEDED, Run.FAILED, Run.SUPERSEDED, Run.CANCELLED):
-        assert domain.is_terminal(terminal)
-        assert domain.advances(Run.RUNNING, terminal)
-        assert domain.advances(Run.QUEUED, terminal)
+        assert runs.is_terminal(terminal)
+        assert runs.advances(Run.RUNNING, terminal)
+        assert runs.advances(Run.QUEUED, terminal)
         for other in (Run.QUEUED, Run.RUNNING, Run.SUCCEEDED, Run.FAILED, Run.SUPERSEDED, Run.CANCELLED):
-            assert not domain.advances(terminal, other)
-    assert domain.advances(Run.QUEUED, Run.RUNNING)
-    assert not domain.advances(Run.RUNNING, Run.QUEUED)
-    assert not domain.advances(Run.RUNNING, Run.RUNNING)
-    assert not domain.advances(Run.QUEUED, Run.STATE_UNSPECIFIED)
+            assert not runs.advances(terminal, other)
+    assert runs.advances(Run.QUEUED, Run.RUNNING)
+    assert not runs.advances(Run.RUNNING, Run.QUEUED)
+    assert not runs.advances(Run.RUNNING, Run.RUNNING)
+    assert not runs.advances(Run.QUEUED, Run.STATE_UNSPECIFIED)
 
 
 def ts(seconds: int) -> timestamp_pb2.Timestamp:
@@ -323,16 +323,16 @@ def ts(seconds: int) -> timestamp_pb2.Timestamp:
 
 
 def test_run_event_moves_state_forward_and_records_times() -> None:
-    run = domain.new_run_from_event(
+    run = runs.new_run_from_event(
         "pipelines/p/runs/r",
         bus_pb2.RunEvent(time=ts(10), trigger=Run.PUSH, image="r/a:v1", tag="v1", source_event_id="push-1"),
         ts(99),
     )
     assert (run.state, run.create_time.seconds, run.event_id) == (Run.QUEUED, 10, "push-1")
-    assert domain.apply_run_event(run, bus_pb2.RunEvent(state=Run.RUNNING, time=ts(11)), ts(99))
+    assert runs.apply_run_event(run, bus_pb2.RunEvent(state=Run.RUNNING, time=ts(11)), ts(99))
     assert (run.state, run.start_time.seconds) == (Run.RUNNING, 11)
     finished = bus_pb2.RunEvent(state=Run.FAILED, time=ts(12), error="ImagePullBackOff", previous_image="r/a:v0")
-    assert domain.apply_run_event(run, finished, ts(99))
+    assert runs.apply_run_event(run, finished, ts(99))
     assert (run.state, run.end_time.seconds, run.error, run.previous_image) == (
         Run.FAILED,
         12,
@@ -343,16 +343,16 @@ def test_run_event_moves_state_forward_and_records_times() -> None:
 
 def test_terminal_state_is_final_even_for_late_events() -> None:
     run = Run(name="pipelines/p/runs/r", state=Run.QUEUED)
-    domain.apply_run_event(run, bus_pb2.RunEvent(state=Run.SUCCEEDED, time=ts(20)), ts(99))
+    runs.apply_run_event(run, bus_pb2.RunEvent(state=Run.SUCCEEDED, time=ts(20)), ts(99))
     for late in (Run.RUNNING, Run.QUEUED, Run.FAILED):
-        assert not domain.apply_run_event(run, bus_pb2.RunEvent(state=late, time=ts(30), error="late"), ts(99))
+        assert not runs.apply_run_event(run, bus_pb2.RunEvent(state=late, time=ts(30), error="late"), ts(99))
     assert (run.state, run.end_time.seconds, run.error) == (Run.SUCCEEDED, 20, "")
     assert not run.HasField("start_time")  # it never reported RUNNING before finishing
 
 
 def test_event_without_time_uses_now() -> None:
     run = Run(name="pipelines/p/runs/r", state=Run.QUEUED)
-    domain.apply_run_event(run, bus_pb2.RunEvent(state=Run.RUNNING), ts(77))
+    runs.apply_run_event(run, bus_pb2.RunEvent(state=Run.RUNNING), ts(77))
     assert run.start_time.seconds == 77
 
 
@@ -362,26 +362,26 @@ def test_event_without_time_uses_now() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", domain.PipelineFilter()),
-        ('source.registry = "demo.tencentcloudcr.com"', domain.PipelineFilter(registry="demo.tencentcloudcr.com")),
+        ("", filters.PipelineFilter()),
+        ('source.registry = "demo.tencentcloudcr.com"', filters.PipelineFilter(registry="demo.tencentcloudcr.com")),
         (
             'source.registry = "Demo.TencentCloudCR.com" AND target.cluster = "prod"',
-            domain.PipelineFilter(registry="demo.tencentcloudcr.com", cluster="prod"),
+            filters.PipelineFilter(registry="demo.tencentcloudcr.com", cluster="prod"),
         ),
         (
             "target.namespace=web AND target.workload = 'front end'",
-            domain.PipelineFilter(namespace="web", workload="front end"),
+            filters.PipelineFilter(namespace="web", workload="front end"),
         ),
         (
             'source.repository = "team/app" AND disabled = true',
-            domain.PipelineFilter(repository="team/app", disabled=True),
+            filters.PipelineFilter(repository="team/app", disabled=True),
         ),
-        ('(disabled = "false")', domain.PipelineFilter(disabled=False)),
-        (r'target.cluster = "a\"b"', domain.PipelineFilter(cluster='a"b')),
+        ('(disabled = "false")', filters.PipelineFilter(disabled=False)),
+        (r'target.cluster = "a\"b"', filters.PipelineFilter(cluster='a"b')),
     ],
 )
-def test_pipeline_filters(text: str, expected: domain.PipelineFilter) -> None:
-    assert domain.parse_pipeline_filter(text) == expected
+def test_pipeline_filters(text: str, expected: filters.PipelineFilter) -> None:
+    assert filters.parse_pipeline_filter(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -403,17 +403,17 @@ def test_pipeline_filters(text: str, expected: domain.PipelineFilter) -> None:
 )
 def test_bad_pipeline_filters_are_clear_errors(text: str, message: str) -> None:
     with pytest.raises(InvalidArgument) as error:
-        domain.parse_pipeline_filter(text)
+        filters.parse_pipeline_filter(text)
     [violation] = error.value.violations
     assert violation.field == "filter"
     assert message in violation.description
 
 
 def test_run_filters() -> None:
-    assert domain.parse_run_filter("") == domain.RunFilter()
-    assert domain.parse_run_filter("state = FAILED").states == {Run.FAILED}
-    assert domain.parse_run_filter("state = FAILED OR state = running").states == {Run.FAILED, Run.RUNNING}
-    assert domain.parse_run_filter('(state = "SUCCEEDED")').states == {Run.SUCCEEDED}
+    assert filters.parse_run_filter("") == filters.RunFilter()
+    assert filters.parse_run_filter("state = FAILED").states == {Run.FAILED}
+    assert filters.parse_run_filter("state = FAILED OR state = running").states == {Run.FAILED, Run.RUNNING}
+    assert filters.parse_run_filter('(state = "SUCCEEDED")').states == {Run.SUCCEEDED}
 
 
 @pytest.mark.parametrize(
@@ -427,7 +427,7 @@ def test_run_filters() -> None:
 )
 def test_bad_run_filters_are_clear_errors(text: str, message: str) -> None:
     with pytest.raises(InvalidArgument) as error:
-        domain.parse_run_filter(text)
+        filters.parse_run_filter(text)
     assert error.value.violations[0].field == "filter"
     assert message in error.value.violations[0].description
 
@@ -436,24 +436,24 @@ def test_bad_run_filters_are_clear_errors(text: str, message: str) -> None:
 
 
 def test_page_size_defaults_and_bounds() -> None:
-    assert domain.page_size(0) == 50
-    assert domain.page_size(7) == 7
-    assert domain.page_size(5000) == 1000
+    assert page_tokens.page_size(0) == 50
+    assert page_tokens.page_size(7) == 7
+    assert page_tokens.page_size(5000) == 1000
     with pytest.raises(InvalidArgument):
-        domain.page_size(-1)
+        page_tokens.page_size(-1)
 
 
 def test_page_tokens_round_trip_and_are_opaque() -> None:
-    binding = domain.page_binding("runs", "-", "4")
-    token = domain.encode_page_token([1700000000000000, "web", "01h"], binding)
+    binding = page_tokens.page_binding("runs", "-", "4")
+    token = page_tokens.encode_page_token([1700000000000000, "web", "01h"], binding)
     assert "web" not in token and "=" not in token
-    assert domain.decode_page_token(token, binding, (int, str, str)) == [1700000000000000, "web", "01h"]
+    assert page_tokens.decode_page_token(token, binding, (int, str, str)) == [1700000000000000, "web", "01h"]
 
 
 def test_page_token_for_another_filter_is_rejected() -> None:
-    token = domain.encode_page_token(["a"], domain.page_binding("pipelines", "x"))
+    token = page_tokens.encode_page_token(["a"], page_tokens.page_binding("pipelines", "x"))
     with pytest.raises(InvalidArgument) as error:
-        domain.decode_page_token(token, domain.page_binding("pipelines", "y"), (str,))
+        page_tokens.decode_page_token(token, page_tokens.page_binding("pipelines", "y"), (str,))
     assert error.value.violations == [
         FieldViolation(
             "page_token",
@@ -466,5 +466,5 @@ def test_page_token_for_another_filter_is_rejected() -> None:
 @pytest.mark.parametrize("token", ["garbage!", "e30", "eyJ2IjoxLCJrIjpbMV0sImIiOiJ4In0", "\u00e9"])
 def test_malformed_page_tokens_are_rejected(token: str) -> None:
     with pytest.raises(InvalidArgument) as error:
-        domain.decode_page_token(token, "x", (str,))
+        page_tokens.decode_page_token(token, "x", (str,))
     assert error.value.violations[0].field == "page_token"

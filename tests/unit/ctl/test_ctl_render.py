@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from conveyor.ctl import render
 from conveyor.v1 import pipeline_pb2
+from conveyor_ctl import render
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 

@@ -8,10 +8,9 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from conveyor.ctl import main as ctl_main
-from conveyor.ctl import spec
-from conveyor.ctl.client import CONFIG, DEPLOYER, CallError, resolve_address
 from conveyor.v1 import pipeline_pb2
+from conveyor_ctl import main as ctl_main, spec
+from conveyor_ctl.client import CONFIG, DEPLOYER, CallError, resolve_address
 
 Target = pipeline_pb2.Target
 

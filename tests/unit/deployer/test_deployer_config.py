@@ -14,9 +14,10 @@ from conveyor import errors
 from conveyor.settings import SettingsError
 from conveyor.v1 import pipeline_pb2
 from conveyor_deployer import settings as settings_module
-from conveyor_deployer.clusters import ClusterConfig, load_clusters
+from conveyor_deployer.adapters.clusters import load_clusters
+from conveyor_deployer.adapters.kube import KubeWorkloadApi
+from conveyor_deployer.domain.clusters import ClusterConfig
 from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError
-from conveyor_deployer.kube import KubeWorkloadApi
 from conveyor_deployer.settings import DeployerSettings
 from conveyor_deployer.usecases.requests import InvalidDeployRequest, parse_deploy_request
 from conveyor_deployer.usecases.retry import RetryPolicy

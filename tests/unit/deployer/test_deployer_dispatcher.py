@@ -6,8 +6,8 @@ import asyncio
 import datetime as dt
 
 from conveyor.v1 import run_pb2
-from conveyor_deployer.dispatcher import Dispatcher
 from conveyor_deployer.usecases.deploy import RunResult
+from conveyor_deployer.usecases.dispatcher import Dispatcher
 from conveyor_deployer.usecases.requests import DeployRequest
 from tests.support.net import eventually
 from tests.unit.deployer.fakes import request

@@ -10,16 +10,9 @@ import pytest
 
 from conveyor.settings import SettingsError
 from conveyor.v1 import pipeline_pb2
-from conveyor_trigger.auth import (
-    Authenticator,
-    AuthMethod,
-    Source,
-    Unauthorized,
-    load_sources_file,
-    parse_sources,
-    shared_token_source,
-)
-from conveyor_trigger.formats import FORMATS
+from conveyor_trigger.adapters.webhook_sources import load_sources_file, parse_sources
+from conveyor_trigger.domain.formats import FORMATS
+from conveyor_trigger.domain.webhook_auth import Authenticator, AuthMethod, Source, Unauthorized, shared_token_source
 
 SECRET = "s3cret-token-0123456789"
 BODY = b'{"events": []}'

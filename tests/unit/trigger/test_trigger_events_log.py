@@ -8,7 +8,7 @@ import pytest
 
 from conveyor.errors import InvalidArgument
 from conveyor.v1 import event_service_pb2
-from conveyor_trigger.events_log import EventsLog
+from conveyor_trigger.adapters.events_log import EventsLog
 from tests.unit.trigger.trigger_factories import push
 
 NOW = dt.datetime(2024, 5, 14, tzinfo=dt.UTC)

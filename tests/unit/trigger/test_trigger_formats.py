@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conveyor.v1 import pipeline_pb2
-from conveyor_trigger.formats import FORMATS, PayloadError, UnknownFormat, WebhookRequest, parse_webhook
+from conveyor_trigger.domain.formats import FORMATS, PayloadError, UnknownFormat, WebhookRequest, parse_webhook
 from conveyor_trigger.usecases.ingest import parse as safe_parse
 from tests.support.webhook_payloads import DIGESTS, SAMPLE_LIST, SAMPLES, Sample
 

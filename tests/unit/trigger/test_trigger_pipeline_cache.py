@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from conveyor.v1 import bus_pb2, pipeline_pb2
-from conveyor_trigger.pipeline_cache import PipelineCache
+from conveyor_trigger.adapters.pipeline_cache import PipelineCache
 from tests.support.net import eventually
 from tests.unit.trigger.trigger_factories import FILTER, pipeline
 

@@ -14,9 +14,9 @@ from conveyor import bus
 from conveyor.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from conveyor.names import new_id
 from conveyor.v1 import bus_pb2, event_service_pb2, run_pb2
+from conveyor_trigger.adapters.events_log import EventsLog
+from conveyor_trigger.domain.formats import PayloadError, WebhookRequest
 from conveyor_trigger.domain.matching import Outcome, PipelineIndex
-from conveyor_trigger.events_log import EventsLog
-from conveyor_trigger.formats import PayloadError, WebhookRequest
 from conveyor_trigger.usecases.ingest import ingest_webhook
 from conveyor_trigger.usecases.match import InvalidPush, PushMatcher
 from conveyor_trigger.usecases.ports import PushRecord

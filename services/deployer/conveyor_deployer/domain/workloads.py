@@ -28,19 +28,21 @@ class Kind(Enum):
 
     @property
     def proto(self) -> int:
-        return {
+        protos: dict[Kind, int] = {
             Kind.DEPLOYMENT: pipeline_pb2.Target.DEPLOYMENT,
             Kind.STATEFULSET: pipeline_pb2.Target.STATEFULSET,
             Kind.DAEMONSET: pipeline_pb2.Target.DAEMONSET,
-        }[self]
+        }
+        return protos[self]
 
     @classmethod
     def from_proto(cls, value: int) -> Kind | None:
-        return {
+        kinds: dict[int, Kind] = {
             pipeline_pb2.Target.DEPLOYMENT: cls.DEPLOYMENT,
             pipeline_pb2.Target.STATEFULSET: cls.STATEFULSET,
             pipeline_pb2.Target.DAEMONSET: cls.DAEMONSET,
-        }.get(value)  # type: ignore[call-overload]
+        }
+        return kinds.get(value)
 
 
 @dataclass(frozen=True, order=True)

@@ -39,7 +39,7 @@ from conveyor_deployer.domain.workloads import (
     resource_version,
     selector_string,
 )
-from conveyor_deployer.ports import KubeObject, RunEventSink, WorkloadApi
+from conveyor_deployer.usecases.ports import KubeObject, RunEventSink, WorkloadApi
 from conveyor_deployer.usecases.requests import DeployRequest, OrderKey
 from conveyor_deployer.usecases.retry import RetryPolicy, retry_transient
 
@@ -64,7 +64,7 @@ def format_duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class RunResult:
-    state: int  # run_pb2.Run.State
+    state: run_pb2.Run.State
     message: str
     error: str = ""
     previous_image: str = ""
@@ -97,13 +97,13 @@ class RunLog:
         now = self.clock()
         event = bus_pb2.RunEvent(run=self.request.run, event_id=event_id)
         event.time.FromDatetime(now)
-        entry = event.log_entries.add(level=level, step=step, message=message)  # type: ignore[arg-type]
+        entry = event.log_entries.add(level=level, step=step, message=message)
         entry.time.FromDatetime(now)
         return event
 
     def _with_details(self, event: bus_pb2.RunEvent) -> bus_pb2.RunEvent:
         # Lets config create the run record if it never saw the QUEUED event.
-        event.trigger = self.request.trigger  # type: ignore[assignment]
+        event.trigger = self.request.trigger
         event.image = self.request.image
         event.tag = self.request.tag
         event.digest = self.request.digest
@@ -131,7 +131,7 @@ class RunLog:
             else (Level.WARNING if result.state == State.SUPERSEDED else Level.ERROR)
         )
         event = self._with_details(self._event(result_event_id(self.request.run_id), "result", result.message, level))
-        event.state = result.state  # type: ignore[assignment]
+        event.state = result.state
         event.error = result.error
         event.previous_image = result.previous_image
         return await self.sink.publish(event)
@@ -212,7 +212,7 @@ class DeployRunner:
         stored = await run_log.finish(result)
         if not stored:
             log.info("terminal event of this run was already stored by an earlier attempt", extra={"run": request.run})
-        metrics.RUNS.labels(state=run_pb2.Run.State.Name(result.state)).inc()  # type: ignore[arg-type]
+        metrics.RUNS.labels(state=run_pb2.Run.State.Name(result.state)).inc()
         metrics.RUN_SECONDS.observe(self.monotonic() - started)
         return result
 

@@ -9,7 +9,7 @@ from ulid import ULID
 
 from conveyor.errors import InvalidArgument
 from conveyor.names import parse_run_name
-from conveyor.v1 import bus_pb2
+from conveyor.v1 import bus_pb2, run_pb2
 from conveyor_deployer.domain.workloads import Kind, WorkloadRef
 
 MAX_ROLLOUT_TIMEOUT = 6 * 3600.0
@@ -27,7 +27,7 @@ class DeployRequest:
     image: str  # the reference to set, digest-pinned when the pipeline asks for it
     tag: str
     digest: str
-    trigger: int
+    trigger: run_pb2.Run.Trigger
     requested_at: dt.datetime
     event_id: str
     verify: bool

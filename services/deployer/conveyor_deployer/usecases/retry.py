@@ -27,7 +27,7 @@ class RetryPolicy:
 
     def backoff(self, failed_attempts: int) -> float:
         """Wait after the `failed_attempts`-th failure (1-based)."""
-        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (failed_attempts - 1))
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (failed_attempts - 1))
         return ceiling * self.jitter()
 
 

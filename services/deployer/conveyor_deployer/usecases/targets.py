@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from conveyor import errors
-from conveyor_deployer.clusters import ClusterConfig
+from conveyor_deployer.domain.clusters import ClusterConfig
 from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError
 from conveyor_deployer.domain.workloads import Kind, WorkloadRef, WorkloadSummary, summarize
-from conveyor_deployer.ports import KubeObject, WorkloadApi
+from conveyor_deployer.usecases.ports import KubeObject, WorkloadApi
 from conveyor_deployer.usecases.retry import RetryPolicy, retry_transient
 
 

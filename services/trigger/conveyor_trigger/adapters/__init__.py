@@ -1,1 +1,1 @@
-"""Adapters behind the use cases' ports: JetStream, the pushes KV bucket, the config service."""
+"""Adapters: JetStream, the pushes KV bucket, the config service, the registry, the events log, the sources file."""

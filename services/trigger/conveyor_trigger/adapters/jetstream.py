@@ -1,17 +1,21 @@
-"""JetStream adapters: durable publishing and the pushes KV bucket."""
+"""JetStream adapters: durable publishing, the pushes KV bucket, and the matcher's pull consumer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from conveyor import bus
+from conveyor import bus, metrics as shared_metrics
 from conveyor.errors import Unavailable
 from conveyor.names import new_id
 from conveyor_trigger.domain import ids
@@ -122,3 +126,49 @@ class KvPushRegistry:
                     deployed=dict(record.deployed),
                 )
         raise Unavailable(f"could not record the runs of push {record.push_key} (too much contention)")
+
+
+class RegistryEventsConsumer:
+    """The I/O side of matching: the durable pull consumer on the registry events stream, feeding
+    each message to `handle` (the edge) and settling it by the outcome. Matching starts only after
+    the first pipeline load (`ready`); the consumer is restarted after a NATS failure until `stop`."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        handle: Callable[[Msg], Awaitable[bus.Outcome]],
+        *,
+        ack_wait: float = 30.0,
+        batch: int = 50,
+    ) -> None:
+        self.js = js
+        self.handle = handle
+        self.spec = bus.ConsumerSpec(
+            stream=bus.REGISTRY_EVENTS_STREAM,
+            subject=bus.IMAGE_PUSHED_SUBJECT,
+            durable=bus.TRIGGER_MATCHER_DURABLE,
+            ack_wait=ack_wait,
+            batch=batch,
+        )
+
+    def _count(self, outcome: bus.Outcome) -> None:
+        shared_metrics.BUS_MESSAGES.labels(consumer=self.spec.durable, outcome=outcome.value).inc()
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
+        """Wait for `ready` (pipelines loaded), then consume until `stop`; survives NATS outages."""
+        if not ready.is_set():
+            log.info("matcher waiting for the first pipeline load")
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(ready.wait())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        while not stop.is_set():
+            try:
+                log.info("matcher consuming", extra={"durable": self.spec.durable})
+                await bus.pull_loop(self.js, self.spec, self.handle, stop, on_outcome=self._count)
+            except Exception as exc:
+                if stop.is_set():
+                    break
+                log.warning("matcher consumer failed; restarting", extra={"error": str(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)

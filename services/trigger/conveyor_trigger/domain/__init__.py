@@ -1,1 +1,1 @@
-"""The trigger's pure domain: matching pushes to pipelines and deriving deterministic ids."""
+"""The trigger's pure domain: webhook formats and auth, matching pushes to pipelines, deterministic ids."""

@@ -12,9 +12,9 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from conveyor import bus
+from conveyor import subjects
 from conveyor.errors import Unavailable
-from conveyor_trigger.formats import ParseResult, PayloadError, UnknownFormat, WebhookRequest, parse_webhook
+from conveyor_trigger.domain.formats import ParseResult, PayloadError, UnknownFormat, WebhookRequest, parse_webhook
 from conveyor_trigger.usecases.ports import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ async def ingest_webhook(format_name: str, request: WebhookRequest, publisher: E
     parsed = parse(format_name, request)
     unique = {push.event_id: push for push in parsed.pushes}
     results = await asyncio.gather(
-        *(publisher.publish(bus.IMAGE_PUSHED_SUBJECT, push, push.event_id) for push in unique.values()),
+        *(publisher.publish(subjects.IMAGE_PUSHED_SUBJECT, push, push.event_id) for push in unique.values()),
         return_exceptions=True,
     )
     outcome = IngestResult(ignored=list(parsed.ignored))

@@ -23,15 +23,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from conveyor import bus, logs
+from conveyor import logs, subjects
 from conveyor.v1 import bus_pb2, event_service_pb2, run_pb2
 from conveyor_trigger import metrics
 from conveyor_trigger.domain import ids
 from conveyor_trigger.domain.matching import MATCHED, Decision, Outcome, PipelineIndex
-from conveyor_trigger.domain.runs import InvalidPush, log_entry, normalise_push, queued_run_event
-from conveyor_trigger.domain.runs import deploy_requested as build_deploy_requested
-from conveyor_trigger.events_log import EventsLog
-from conveyor_trigger.usecases.ports import DigestResolver, EventPublisher, PushRecord, PushRegistry
+from conveyor_trigger.domain.runs import (
+    InvalidPush,
+    deploy_requested as build_deploy_requested,
+    log_entry,
+    normalise_push,
+    queued_run_event,
+)
+from conveyor_trigger.usecases.ports import DigestResolver, EventHistory, EventPublisher, PushRecord, PushRegistry
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ class PushMatcher:
     index: Callable[[], PipelineIndex]
     publisher: EventPublisher
     pushes: PushRegistry
-    events_log: EventsLog
+    events_log: EventHistory
     resolver: DigestResolver | None = None
     digest_timeout: float = 10.0
     # Matched pipelines published in parallel (each one's RunEvent still precedes its DeployRequested).
@@ -182,9 +186,9 @@ class PushMatcher:
                         notes=notes,
                         now=now,
                     )
-                    await self.publisher.publish(bus.RUN_EVENTS_SUBJECT, event, event.event_id)
+                    await self.publisher.publish(subjects.RUN_EVENTS_SUBJECT, event, event.event_id)
                     request = build_deploy_requested(push, decision.pipeline, run=name, now=now)
-                    stored = await self.publisher.publish(bus.DEPLOY_REQUESTED_SUBJECT, request, name)
+                    stored = await self.publisher.publish(subjects.DEPLOY_REQUESTED_SUBJECT, request, name)
                     log.info(
                         "run requested" if stored else "run already requested",
                         extra={"event_id": push.event_id, "image": request.image},

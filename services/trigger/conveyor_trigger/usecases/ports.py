@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from google.protobuf.message import Message
 
-from conveyor.v1 import pipeline_pb2
+from conveyor.v1 import bus_pb2, event_service_pb2, pipeline_pb2
 
 
 class EventPublisher(Protocol):
@@ -57,4 +59,21 @@ class TagLister(Protocol):
 class PipelineSource(Protocol):
     async def list_pipelines(self) -> list[pipeline_pb2.Pipeline]:
         """Every pipeline (all pages); raises when the config service cannot be reached."""
+        ...
+
+
+class EventHistory(Protocol):
+    """The recent registry events and their match decisions (EventService.ListEvents)."""
+
+    def record(
+        self,
+        push: bus_pb2.ImagePushed,
+        decisions: Iterable[event_service_pb2.MatchDecision],
+        receive_time: dt.datetime,
+    ) -> None:
+        """Remember one handled event; handling the same event id again replaces its entry."""
+        ...
+
+    def list(self, request: event_service_pb2.ListEventsRequest) -> event_service_pb2.ListEventsResponse:
+        """Newest first, filtered and paginated as the request asks; InvalidArgument for a bad request."""
         ...

@@ -1,0 +1,282 @@
+"""The run use cases: StartPipeline, Get/List/Delete runs, TailRunLogs, and RunEvents from the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from google.protobuf import timestamp_pb2
+
+from conveyor import logs, refs
+from conveyor.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from conveyor.names import ALL_PIPELINES, derived_id, new_id, parse_pipeline_name, parse_run_name
+from conveyor.v1 import bus_pb2, pipeline_pb2
+from conveyor.v1.pipeline_pb2 import Pipeline
+from conveyor.v1.run_pb2 import Run, RunLogEntry
+from conveyor_config.domain import page_tokens
+from conveyor_config.domain.filters import parse_run_filter
+from conveyor_config.domain.names import is_valid_tag, validate_request_id
+from conveyor_config.domain.outcomes import DeleteOutcome, EventOutcome, StartOutcome
+from conveyor_config.domain.pipelines import describe_target
+from conveyor_config.domain.runs import is_terminal
+from conveyor_config.domain.tag_filters import tag_matches
+from conveyor_config.usecases.common import collect, require, timestamp
+from conveyor_config.usecases.notifier import RunNotifier
+from conveyor_config.usecases.ports import ImageResolver, NewOutboxMessage, RequestRecord, RunRepository
+
+log = logging.getLogger(__name__)
+
+START_SCOPE = "StartPipeline"
+MAX_EVENT_ID_CHARS = 512
+_LOG_PAGE = 500
+
+
+@dataclass
+class RunUseCases:
+    store: RunRepository
+    notifier: RunNotifier
+    # The bus subject of DeployRequested outbox rows (app.py passes conveyor.bus's; use cases import no bus code).
+    deploy_subject: str
+    wake_outbox: Callable[[], None] = lambda: None
+    resolver: ImageResolver | None = None
+    clock: Callable[[], float] = time.time
+    tail_poll_interval: float = 2.0
+    resolve_timeout: float = 10.0
+
+    async def start(self, name: str, *, tag: str, digest: str = "", request_id: str = "") -> Run:
+        violations = collect(lambda: parse_pipeline_name(name))
+        if not tag:
+            violations.append(FieldViolation("tag", "required: the tag to deploy"))
+        elif not is_valid_tag(tag):
+            violations.append(
+                FieldViolation("tag", f"{tag!r} is not a valid tag: up to 128 letters, digits, '_', '.' and '-'")
+            )
+        if digest and not refs.is_valid_digest(digest):
+            violations.append(FieldViolation("digest", f"{digest!r} is not a digest such as sha256:<64 hex digits>"))
+        violations += collect(lambda: validate_request_id(request_id))
+        require(violations)
+        pipeline_id = parse_pipeline_name(name).pipeline
+        with logs.bind(pipeline=pipeline_id):
+            if request_id:
+                earlier = await self.store.find_request(START_SCOPE, request_id)
+                if earlier is not None:
+                    replayed: Run = Run.FromString(earlier)
+                    return replayed
+            for _attempt in range(3):
+                pipeline = await self.store.get_pipeline(pipeline_id)
+                if pipeline is None:
+                    raise NotFound(f"pipeline {name} not found", metadata={"name": name})
+                if pipeline.disabled:
+                    raise self._disabled(name)
+                run, entries, message = await self._plan(pipeline, tag, digest, request_id)
+                request = (
+                    RequestRecord(START_SCOPE, request_id, run.SerializeToString(), run.create_time.ToMicroseconds())
+                    if request_id
+                    else None
+                )
+                outcome, earlier = await self.store.start_run(
+                    run, entries, message, expected_etag=pipeline.etag, request=request
+                )
+                if outcome is StartOutcome.STARTED:
+                    with logs.bind(run=run.name.rsplit("/", 1)[-1]):
+                        log.info("run queued", extra={"image": run.image, "trigger": "MANUAL"})
+                    self.wake_outbox()
+                    return run
+                if outcome is StartOutcome.REPLAYED and earlier is not None:
+                    first: Run = Run.FromString(earlier)
+                    return first
+                if outcome is StartOutcome.NOT_FOUND:
+                    raise NotFound(f"pipeline {name} not found", metadata={"name": name})
+                if outcome is StartOutcome.DISABLED:
+                    raise self._disabled(name)
+            raise Aborted(f"pipeline {name} keeps changing while starting it; retry", metadata={"name": name})
+
+    @staticmethod
+    def _disabled(name: str) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"pipeline {name} is disabled; enable it (UpdatePipeline with disabled=false) before starting it",
+            reason="PIPELINE_DISABLED",
+            metadata={"name": name},
+        )
+
+    async def _plan(
+        self, pipeline: Pipeline, tag: str, digest: str, request_id: str
+    ) -> tuple[Run, list[RunLogEntry], NewOutboxMessage]:
+        source = pipeline.source
+        now_seconds = self.clock()
+        now = timestamp(now_seconds)
+        digest, notes = await self._resolve(source, tag, digest, now)
+        image = refs.image_ref(source.registry, source.repository, tag, digest, pin_digest=pipeline.options.pin_digest)
+        pipeline_id = pipeline.name.removeprefix("pipelines/")
+        run_id = derived_id(int(now_seconds * 1000), "manual", pipeline_id, request_id) if request_id else new_id()
+        run = Run(
+            name=f"{pipeline.name}/runs/{run_id}",
+            trigger=Run.MANUAL,
+            image=image,
+            tag=tag,
+            digest=digest,
+            state=Run.QUEUED,
+            create_time=now,
+        )
+        entries = [
+            RunLogEntry(
+                time=now,
+                level=RunLogEntry.INFO,
+                step="queue",
+                message=f"Started by hand: deploy {image} to {describe_target(pipeline.target)}",
+            ),
+            *notes,
+        ]
+        if not tag_matches(source.tag_filter, tag):
+            entries.append(
+                RunLogEntry(
+                    time=now,
+                    level=RunLogEntry.INFO,
+                    step="queue",
+                    message=f"tag {tag} does not match the pipeline's tag filter "
+                    f"({pipeline_pb2.TagFilter.Type.Name(source.tag_filter.type)} {source.tag_filter.value!r}); "
+                    "deploying it anyway because it was started by hand",
+                )
+            )
+        deploy = bus_pb2.DeployRequested(
+            run=run.name,
+            pipeline=pipeline,
+            image=image,
+            tag=tag,
+            digest=digest,
+            trigger=Run.MANUAL,
+            requested_at=now,
+        )
+        message = NewOutboxMessage(msg_id=run.name, subject=self.deploy_subject, payload=deploy.SerializeToString())
+        return run, entries, message
+
+    async def _resolve(
+        self, source: pipeline_pb2.Source, tag: str, digest: str, now: timestamp_pb2.Timestamp
+    ) -> tuple[str, list[RunLogEntry]]:
+        """Check the tag exists and find its digest; a registry we cannot reach does not block a start."""
+        if self.resolver is None:
+            return digest, []
+        reference = f"{source.registry}/{source.repository}:{tag}"
+        try:
+            async with asyncio.timeout(self.resolve_timeout):
+                resolved = await self.resolver.resolve_digest(source.registry, source.repository, tag)
+        except Exception as exc:
+            kind = "unreachable" if isinstance(exc, TimeoutError) else getattr(exc, "kind", "unreachable")
+            if kind == "not_found":
+                raise NotFound(
+                    f"tag {tag} does not exist in {source.registry}/{source.repository}",
+                    reason="TAG_NOT_FOUND",
+                    metadata={"image": reference},
+                ) from None
+            detail = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+            log.warning("could not resolve digest; deploying by tag", extra={"image": reference, "error": detail})
+            note = RunLogEntry(
+                time=now,
+                level=RunLogEntry.WARNING,
+                step="resolve-digest",
+                message=f"could not resolve the digest of {reference} ({kind}: {detail}); deploying by tag",
+            )
+            return digest, [note]
+        if digest and resolved != digest:
+            note = RunLogEntry(
+                time=now,
+                level=RunLogEntry.WARNING,
+                step="resolve-digest",
+                message=f"{reference} now points to {resolved}, not the requested {digest}; "
+                "deploying the requested digest",
+            )
+            return digest, [note]
+        note = RunLogEntry(
+            time=now, level=RunLogEntry.INFO, step="resolve-digest", message=f"{reference} is {resolved}"
+        )
+        return resolved, [note]
+
+    async def get(self, name: str) -> Run:
+        run = await self.store.get_run(parse_run_name(name))
+        if run is None:
+            raise NotFound(f"run {name} not found", metadata={"name": name})
+        return run
+
+    async def list(self, *, parent: str, page_size: int, page_token: str, filter: str) -> tuple[list[Run], str]:
+        pipeline_id = parse_pipeline_name(parent, "parent", allow_wildcard=True).pipeline
+        size = page_tokens.page_size(page_size)
+        where = parse_run_filter(filter)
+        binding = page_tokens.page_binding("runs", pipeline_id, where.canonical())
+        after: tuple[int, str, str] | None = None
+        if page_token:
+            created, after_pipeline, after_run = page_tokens.decode_page_token(page_token, binding, (int, str, str))
+            after = (created, after_pipeline, after_run)
+        scope = None if pipeline_id == ALL_PIPELINES else pipeline_id
+        if scope is not None and not await self.store.pipeline_exists(scope):
+            raise NotFound(f"pipeline {parent} not found", metadata={"name": parent})
+        page = await self.store.list_runs(scope, where.states, after, size + 1)
+        next_token = ""
+        if len(page) > size:
+            page = page[:size]
+            last = parse_run_name(page[-1].name)
+            next_token = page_tokens.encode_page_token(
+                [page[-1].create_time.ToMicroseconds(), last.pipeline, last.run], binding
+            )
+        return page, next_token
+
+    async def delete(self, name: str) -> None:
+        run_name = parse_run_name(name)
+        outcome = await self.store.delete_run(run_name)
+        if outcome is DeleteOutcome.NOT_FOUND:
+            raise NotFound(f"run {name} not found", metadata={"name": name})
+        if outcome is DeleteOutcome.NOT_TERMINAL:
+            raise FailedPrecondition(
+                f"run {name} has not finished; only finished runs (SUCCEEDED, FAILED, SUPERSEDED, CANCELLED) "
+                "can be deleted",
+                reason="RUN_NOT_FINISHED",
+                metadata={"name": name},
+            )
+        with logs.bind(pipeline=run_name.pipeline, run=run_name.run):
+            log.info("run deleted")
+
+    async def tail(self, name: str, *, follow: bool) -> AsyncIterator[RunLogEntry]:
+        """The log so far; with `follow`, new entries as they are stored until the run is terminal."""
+        run_name = parse_run_name(name)
+        if await self.store.run_progress(run_name) is None:
+            raise NotFound(f"run {name} not found", metadata={"name": name})
+        next_seq = 0
+        with self.notifier.watch(str(run_name)) as changes:
+            while True:
+                changes.clear()
+                # State first: entries stored with a terminal state are visible by the time we read them.
+                progress = await self.store.run_progress(run_name)
+                if progress is None:
+                    return  # deleted while we followed it
+                while True:
+                    batch = await self.store.read_run_logs(run_name, next_seq, _LOG_PAGE)
+                    for seq, entry in batch:
+                        next_seq = seq + 1
+                        yield entry
+                    if len(batch) < _LOG_PAGE:
+                        break
+                if not follow or is_terminal(progress.state):
+                    return
+                # Woken by this replica's consumer; the timeout covers events stored by other replicas.
+                await changes.wait(self.tail_poll_interval)
+
+    async def record_event(self, event: bus_pb2.RunEvent, fallback_event_id: str = "") -> EventOutcome:
+        """Persist a RunEvent from the bus. InvalidArgument means the message can never be stored."""
+        run_name = parse_run_name(event.run, "run")
+        event_id = event.event_id or fallback_event_id
+        if not event_id:
+            raise InvalidArgument.from_violations([FieldViolation("event_id", "required")])
+        if len(event_id) > MAX_EVENT_ID_CHARS:
+            raise InvalidArgument.from_violations(
+                [FieldViolation("event_id", f"at most {MAX_EVENT_ID_CHARS} characters")]
+            )
+        with logs.bind(pipeline=run_name.pipeline, run=run_name.run):
+            outcome = await self.store.apply_run_event(run_name, event_id, event, timestamp(self.clock()))
+            if outcome is EventOutcome.STORED:
+                self.notifier.notify(str(run_name))
+                log.debug("run event stored", extra={"state": event.state, "event_id": event_id})
+            elif outcome is EventOutcome.NO_PIPELINE:
+                log.warning("run event for a pipeline that does not exist; dropped", extra={"event_id": event_id})
+        return outcome

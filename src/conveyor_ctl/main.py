@@ -1,0 +1,316 @@
+"""conveyorctl: the operator's command line for Conveyor.
+
+Talks gRPC to config (pipelines, runs), trigger (registry events, tags) and deployer
+(clusters and workloads). Every failure is one line on stderr and a documented exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from typing import IO, Any
+
+import grpc
+
+from conveyor.settings import parse_duration
+from conveyor_ctl import commands, render, spec
+from conveyor_ctl.client import ENDPOINTS, CallError, Clients, resolve_address
+
+EPILOG = """\
+addresses (flag, else env, else default):
+  config    --config-addr    CONVEYOR_CONFIG_ADDR    127.0.0.1:50051
+  trigger   --trigger-addr   CONVEYOR_TRIGGER_ADDR   127.0.0.1:50052
+  deployer  --deployer-addr  CONVEYOR_DEPLOYER_ADDR  127.0.0.1:50053
+
+output:
+  -o table (default; colours on a terminal unless NO_COLOR is set), -o json / -o yaml
+  (the API's protobuf JSON shape, stable field names: use these in scripts), -o name.
+
+exit codes:
+  0  success
+  1  the service rejected the request (INVALID_ARGUMENT, FAILED_PRECONDITION, INTERNAL, ...)
+  2  usage error: bad flags or input file; nothing was sent
+  3  NOT_FOUND
+  4  a service is unreachable or did not answer in time (UNAVAILABLE, DEADLINE_EXCEEDED)
+  5  conflict: stale etag (ABORTED) or ALREADY_EXISTS; re-read and retry
+  6  pipelines start --follow: the run ended FAILED, SUPERSEDED or CANCELLED
+  130 interrupted (Ctrl-C)
+
+examples:
+  conveyorctl pipelines create web --image registry.example.com/team/web --tag-filter 'regex:^v\\d+' \\
+      --platform kubernetes --cluster prod --namespace shop --kind deployment --workload web --container app
+  conveyorctl pipelines start web --tag v1.4.2 --follow
+  conveyorctl runs list web --state failed
+  conveyorctl runs logs -f pipelines/web/runs/01j9...
+  conveyorctl events list --repository team/web
+"""
+
+Handler = Callable[[commands.Context, argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the one-line `error: ...` convention and exit code 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(commands.EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the command: `conveyorctl -o json runs list` = `runs list -o json`."""
+    default = None if top else argparse.SUPPRESS
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection and output")
+    for endpoint in ENDPOINTS:
+        group.add_argument(
+            endpoint.flag,
+            metavar="HOST:PORT",
+            default=default,
+            help=f"{endpoint.label} service (env {endpoint.env}, default {endpoint.default})",
+        )
+    group.add_argument("-o", "--output", choices=render.OUTPUT_FORMATS, default=default, help="output format")
+    group.add_argument("--timeout", metavar="DURATION", default=default, help="deadline per call (default 30s)")
+    return parent
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="conveyorctl",
+        description="Operate Conveyor: pipelines, runs, registry events and deploy targets.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options(top=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"conveyorctl {_version()}")
+    common = _common_options(top=False)
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True, parser_class=Parser)
+
+    def command(sub: Any, name: str, handler: Handler, help_text: str, **kwargs: Any) -> Parser:
+        cmd: Parser = sub.add_parser(name, help=help_text, description=help_text, parents=[common], **kwargs)
+        cmd.set_defaults(handler=handler)
+        return cmd
+
+    def list_options(cmd: Parser, default_limit: int = 100) -> None:
+        cmd.add_argument(
+            "--limit", type=_non_negative, default=default_limit, help=f"at most N (0 = all; default {default_limit})"
+        )
+        cmd.add_argument("--page-token", default="", help="continue a previous listing")
+
+    # pipelines
+    pipelines = groups.add_parser("pipelines", help="pipelines: what to deploy where").add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
+    cmd = command(pipelines, "list", commands.pipelines_list, "list pipelines")
+    cmd.add_argument("--filter", help='AIP-160 filter, e.g. target.cluster = "prod" AND disabled = "false"')
+    for flag in ("registry", "repository", "cluster", "namespace", "workload"):
+        cmd.add_argument(f"--{flag}", help=f"only pipelines with this {flag}")
+    list_options(cmd)
+
+    cmd = command(pipelines, "get", commands.pipelines_get, "show a pipeline")
+    cmd.add_argument("name", metavar="NAME", help="ID or pipelines/ID")
+
+    cmd = command(
+        pipelines,
+        "create",
+        commands.pipelines_create,
+        "create a pipeline from flags and/or -f FILE",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="FILE is YAML or JSON in the Pipeline JSON shape (what `pipelines get -o yaml` prints); flags win.",
+    )
+    cmd.add_argument("name", metavar="NAME", nargs="?", help="ID (generated when omitted) or pipelines/ID")
+    cmd.add_argument("-f", "--file", help="YAML/JSON pipeline file, - for stdin")
+    cmd.add_argument("--request-id", help="idempotency key (a retry with the same id returns the same pipeline)")
+    cmd.add_argument("--validate-only", action="store_true", help="check the request without creating anything")
+    spec.add_pipeline_flags(cmd)
+
+    cmd = command(
+        pipelines,
+        "update",
+        commands.pipelines_update,
+        "change the given fields of a pipeline (a field mask of exactly those)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Without --etag, reads the pipeline first and sends its etag (retrying if it changes meanwhile).",
+    )
+    cmd.add_argument("name", metavar="NAME", help="ID or pipelines/ID")
+    cmd.add_argument("-f", "--file", help="YAML/JSON with the fields to set, - for stdin")
+    cmd.add_argument("--etag", help="only update if the pipeline still has this etag")
+    cmd.add_argument("--validate-only", action="store_true", help="check the request without changing anything")
+    spec.add_pipeline_flags(cmd)
+
+    cmd = command(pipelines, "delete", commands.pipelines_delete, "delete a pipeline")
+    cmd.add_argument("name", metavar="NAME", help="ID or pipelines/ID")
+    cmd.add_argument("--etag", default="", help="only delete if the pipeline still has this etag")
+
+    cmd = command(pipelines, "start", commands.pipelines_start, "start a run by hand with a chosen tag")
+    cmd.add_argument("name", metavar="NAME", help="ID or pipelines/ID")
+    cmd.add_argument("--tag", required=True, help="the tag to deploy (see `pipelines tags NAME`)")
+    cmd.add_argument("--digest", help="sha256:… digest of the image")
+    cmd.add_argument("--request-id", help="idempotency key (a retry with the same id returns the same run)")
+    cmd.add_argument("-f", "--follow", action="store_true", help="stream the run's log until it ends")
+
+    cmd = command(pipelines, "tags", commands.pipelines_tags, "list the tags in a pipeline's repository")
+    cmd.add_argument("name", metavar="NAME", help="ID or pipelines/ID")
+    cmd.add_argument("--digests", action="store_true", help="resolve each tag's digest")
+    list_options(cmd)
+
+    # runs
+    runs = groups.add_parser("runs", help="runs: deliveries of one image by one pipeline").add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
+    cmd = command(runs, "list", commands.runs_list, "list runs, newest first")
+    cmd.add_argument("pipeline", metavar="PIPELINE", nargs="?", help="only this pipeline's runs (default: all)")
+    which = cmd.add_mutually_exclusive_group()
+    which.add_argument("--state", type=_states, help="comma-separated states: " + ",".join(spec.RUN_STATES))
+    which.add_argument("--filter", help="raw filter, e.g. 'state = FAILED OR state = RUNNING'")
+    list_options(cmd, default_limit=50)
+
+    for name, handler, help_text in (
+        ("get", commands.runs_get, "show a run"),
+        ("delete", commands.runs_delete, "delete a finished run"),
+    ):
+        cmd = command(runs, name, handler, help_text)
+        cmd.add_argument("name", metavar="RUN", help="pipelines/P/runs/R or P/R")
+
+    cmd = command(runs, "logs", commands.runs_logs, "print a run's log")
+    cmd.add_argument("name", metavar="RUN", help="pipelines/P/runs/R or P/R")
+    cmd.add_argument("-f", "--follow", action="store_true", help="keep streaming until the run ends")
+
+    # events
+    events = groups.add_parser("events", help="registry events and why they did or did not deploy").add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
+    cmd = command(events, "list", commands.events_list, "recent registry pushes with match decisions")
+    cmd.add_argument("--registry", help="only this registry host")
+    cmd.add_argument("--repository", help="only this repository")
+    list_options(cmd, default_limit=50)
+
+    # targets
+    targets = groups.add_parser("targets", help="what the deployer's clusters contain").add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
+    command(targets, "clusters", commands.targets_clusters, "configured clusters")
+    cmd = command(targets, "namespaces", commands.targets_namespaces, "namespaces of a cluster")
+    cmd.add_argument("--cluster", help="default: the only configured cluster")
+    cmd = command(targets, "workloads", commands.targets_workloads, "deployments, statefulsets and daemonsets")
+    cmd.add_argument("--cluster", help="default: the only configured cluster")
+    cmd.add_argument("--namespace", "-n", required=True)
+    cmd.add_argument("--kind", type=spec.enum_word("kind", spec.KINDS), help="only this kind")
+    cmd = command(targets, "containers", commands.targets_containers, "a workload's containers and images")
+    cmd.add_argument("workload", metavar="WORKLOAD", help="workload name")
+    cmd.add_argument("--cluster", help="default: the only configured cluster")
+    cmd.add_argument("--namespace", "-n", required=True)
+    cmd.add_argument("--kind", type=spec.enum_word("kind", spec.KINDS), help="needed only if the name is ambiguous")
+    return parser
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _states(text: str) -> list[int]:
+    word = spec.enum_word("state", spec.RUN_STATES)
+    return [word(part) for part in text.split(",") if part.strip()]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("conveyor")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------- errors
+
+
+_EXIT_BY_CODE = {
+    grpc.StatusCode.NOT_FOUND: commands.EXIT_NOT_FOUND,
+    grpc.StatusCode.UNAVAILABLE: commands.EXIT_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: commands.EXIT_UNAVAILABLE,
+    grpc.StatusCode.ABORTED: commands.EXIT_CONFLICT,
+    grpc.StatusCode.ALREADY_EXISTS: commands.EXIT_CONFLICT,
+}
+
+
+def exit_code_for(code: grpc.StatusCode) -> int:
+    return _EXIT_BY_CODE.get(code, commands.EXIT_FAILED)
+
+
+def format_call_error(error: CallError) -> str:
+    """`error: CODE: message`, then one indented line per field violation."""
+    message = " ".join(error.details.split()) or "(no message)"
+    unreachable = error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    if unreachable and not error.answered:
+        where = (
+            f"the {error.endpoint.label} service at {error.address} (set {error.endpoint.flag} or {error.endpoint.env})"
+        )
+        verb = "cannot reach" if error.code == grpc.StatusCode.UNAVAILABLE else "no answer in time from"
+        message = f"{verb} {where}: {message}"
+    lines = [f"error: {error.code.name}: {message}"]
+    lines.extend(f"  {v.field}: {v.description}" for v in error.violations())
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def run(
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    stdin: IO[str] | None = None,
+) -> int:
+    """Parse, run one command, and return its exit code (never raises for expected failures)."""
+    env = os.environ if environ is None else environ
+    err = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return int(exc.code or 0)
+    try:
+        timeout = parse_duration(args.timeout) if args.timeout else 30.0
+    except ValueError:
+        print(f"error: --timeout {args.timeout!r}: expected a duration such as 10s or 1m", file=err)
+        return commands.EXIT_USAGE
+    addresses = {e.label: resolve_address(e, getattr(args, e.flag[2:].replace("-", "_")), env) for e in ENDPOINTS}
+    clients = Clients(addresses, timeout)
+    out = render.Output(args.output or "table", stdout=stdout, stderr=err)
+    ctx = commands.Context(clients=clients, out=out, stdin=stdin)
+    try:
+        return int(args.handler(ctx, args))
+    except spec.UsageError as exc:
+        print(f"error: {exc}", file=err)
+        return commands.EXIT_USAGE
+    except CallError as exc:
+        print(format_call_error(exc), file=err)
+        return exit_code_for(exc.code)
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return commands.EXIT_INTERRUPTED
+    finally:
+        clients.close()
+
+
+def main() -> None:
+    # Die quietly like other Unix tools when the reader of a pipe goes away (`| head`).
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        code = run()
+    except KeyboardInterrupt:
+        code = commands.EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
