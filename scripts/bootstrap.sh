@@ -20,12 +20,16 @@ declare -A CHECK=(
   [postgresql]=pg_lsclusters
   [nodejs]=node
   [npm]=npm
+  [prometheus]=promtool
+  [zsh]=zsh
+  [fish]=fish
 )
 # What each mode needs. python3-venv only until .venv exists, the server only while the tests use
 # the local PostgreSQL (CONVEYOR_TEST_POSTGRES_URL unset).
 NEEDS_run=(python3-venv docker-registry skopeo)
 NEEDS_lint=(python3-venv nodejs npm)
-NEEDS_test=(python3-venv docker-registry skopeo postgresql-client postgresql nodejs npm)
+# zsh and fish: the tests check the syntax of the completion scripts conveyorctl prints for them.
+NEEDS_test=(python3-venv docker-registry skopeo postgresql-client postgresql nodejs npm prometheus zsh fish)
 
 PG_HOST=127.0.0.1
 PG_PORT=5432
@@ -51,7 +55,7 @@ installed() {
 }
 
 apt_install() {
-  local line="apt-get install -y $*"
+  local line="apt-get install -y --no-install-recommends $*"
   if ! command -v apt-get >/dev/null; then
     die "missing system packages: $*. No apt-get here; install the equivalents of: sudo $line"
   fi
@@ -59,7 +63,7 @@ apt_install() {
   sudo $line"
   local package out
   for package; do say "installing $package"; done
-  out=$(apt-get update -qq 2>&1 && apt-get install -y -qq "$@" 2>&1) || die "$line failed:
+  out=$(apt-get update -qq 2>&1 && apt-get install -y -qq --no-install-recommends "$@" 2>&1) || die "$line failed:
 $out"
   for package; do
     installed "$package" || die "installed $package but ${CHECK[$package]} is still not found"

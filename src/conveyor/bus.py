@@ -9,6 +9,8 @@ Subjects and streams (also listed in the README):
 - conveyor.runs.events (stream CONVEYOR_RUN_EVENTS): RunEvent, from the trigger and the
   deployer; consumed by conveyor-config-runs, which persists run records.
 - conveyor.pipelines.changed (core NATS): PipelineChanged, from config; followed by trigger caches.
+- conveyor.deadletters.<consumer> (stream CONVEYOR_DEAD_LETTERS): what a consumer could never
+  process, with why (conveyor.dead_letters); listed and replayed by `conveyorctl dead-letters`.
 
 Every JetStream publish carries a `Nats-Msg-Id` so a retried publish is stored once
 within the stream's duplicate window.
@@ -21,7 +23,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -30,16 +32,20 @@ import nats
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from conveyor import retry
+from conveyor import dead_letters, metrics, retry, tracing
 
 # The bus's names live in one pure module; re-exported here for the I/O code.
 from conveyor.subjects import (
     CONFIG_RUN_EVENTS_DURABLE as CONFIG_RUN_EVENTS_DURABLE,
+    DEAD_LETTERS_STREAM as DEAD_LETTERS_STREAM,
+    DEAD_LETTERS_SUBJECTS as DEAD_LETTERS_SUBJECTS,
     DEFAULT_DUPLICATE_WINDOW as DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_MAX_AGE as DEFAULT_MAX_AGE,
+    DEFAULT_MAX_DELIVER as DEFAULT_MAX_DELIVER,
     DEPLOY_REQUESTED_SUBJECT as DEPLOY_REQUESTED_SUBJECT,
     DEPLOY_REQUESTS_STREAM as DEPLOY_REQUESTS_STREAM,
     DEPLOYER_DURABLE as DEPLOYER_DURABLE,
@@ -58,49 +64,78 @@ from conveyor.subjects import (
 log = logging.getLogger(__name__)
 
 
+def server_urls(url: str | Sequence[str]) -> list[str]:
+    """`nats://a:4222,nats://b:4222` (or a list) -> each server URL, blanks dropped."""
+    parts = url.split(",") if isinstance(url, str) else url
+    servers = [part.strip() for part in parts if part.strip()]
+    if not servers:
+        raise ValueError("no NATS server URL given")
+    return servers
+
+
+def connect_policy(connect_timeout: float) -> retry.RetryPolicy:
+    """First connection attempts: 0.2 s doubling to 2 s, no jitter, none starting after `connect_timeout`."""
+    return retry.RetryPolicy(initial=0.2, maximum=2.0, multiplier=2.0, jitter=0.0, deadline=connect_timeout)
+
+
 async def connect(
-    url: str,
+    url: str | Sequence[str],
     name: str,
     *,
     connect_timeout: float = 30.0,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    sleep: retry.Sleep = asyncio.sleep,
 ) -> NATS:
-    """Connect, retrying for up to `connect_timeout` seconds, then reconnect forever."""
+    """Connect, retrying for up to `connect_timeout` seconds, then reconnect forever.
+
+    `url` may name several servers of one cluster, comma-separated (CONVEYOR_NATS_URL) or as a list:
+    nats-py tries them in turn, at start-up and on every reconnect.
+    """
+    servers = server_urls(url)
+    shown = ",".join(servers)
 
     async def disconnected() -> None:
-        log.warning("NATS disconnected", extra={"nats_url": url})
+        log.warning("NATS disconnected", extra={"nats_url": shown})
         if on_disconnect is not None:
             await on_disconnect()
 
     async def reconnected() -> None:
-        log.info("NATS reconnected", extra={"nats_url": url})
+        log.info("NATS reconnected", extra={"nats_url": shown})
         if on_reconnect is not None:
             await on_reconnect()
 
     async def error(exc: Exception) -> None:
         log.warning("NATS error: %s", exc)
 
-    deadline = time.monotonic() + connect_timeout
-    delay = 0.2
-    while True:
-        try:
-            return await nats.connect(
-                url,
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=2,
-                disconnected_cb=disconnected,
-                reconnected_cb=reconnected,
-                error_cb=error,
-            )
-        except Exception as exc:
-            if time.monotonic() + delay > deadline:
-                raise ConnectionError(f"cannot connect to NATS at {url}: {exc}") from exc
-            log.warning("NATS not reachable yet, retrying", extra={"nats_url": url, "error": str(exc)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    async def attempt() -> NATS:
+        # nats-py never gives up on a first connection when reconnects are unlimited (-1) or 0, so our
+        # policy could not apply: each attempt tries every server twice, then reconnects are unlimited.
+        nc = await nats.connect(
+            servers=servers,
+            name=name,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.5,
+            connect_timeout=2,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+        )
+        nc.options["max_reconnect_attempts"] = -1
+        return nc
+
+    def not_yet(exc: BaseException, number: int, delay: float) -> None:
+        log.warning(
+            "NATS not reachable yet, retrying",
+            extra={"nats_url": shown, "error": str(exc), "attempt": number, "retry_in_s": round(delay, 3)},
+        )
+
+    try:
+        return await retry.retry(
+            attempt, policy=connect_policy(connect_timeout), retry_on=Exception, on_retry=not_yet, sleep=sleep
+        )
+    except Exception as exc:
+        raise ConnectionError(f"cannot connect to NATS at {shown}: {exc}") from exc
 
 
 async def ensure_streams(
@@ -133,22 +168,35 @@ async def ensure_pushes_bucket(js: JetStreamContext, ttl: float) -> object:
 
 
 async def publish(js: JetStreamContext, subject: str, message: Message, msg_id: str, *, timeout: float = 5.0) -> bool:
-    """Publish a protobuf message with a dedup id; True when stored now, False if a duplicate."""
-    ack = await js.publish(
-        subject,
-        message.SerializeToString(),
-        timeout=timeout,
-        headers={MSG_ID_HEADER: msg_id, TYPE_HEADER: message.DESCRIPTOR.full_name},
-    )
+    """Publish a protobuf message with a dedup id; True when stored now, False if a duplicate.
+
+    With tracing on, the publish is a PRODUCER span whose `traceparent` travels in the headers.
+    """
+    headers = {MSG_ID_HEADER: msg_id, TYPE_HEADER: message.DESCRIPTOR.full_name}
+    with tracing.publishing(subject, msg_id, tracing.message_attributes(message)) as span:
+        tracing.inject(headers)
+        ack = await js.publish(subject, message.SerializeToString(), timeout=timeout, headers=headers)
+        span.set_attribute("conveyor.duplicate", bool(ack.duplicate))
     return not ack.duplicate
 
 
 class Outcome(Enum):
+    """What a `pull_loop` handler decides for a message."""
+
     ACK = "ack"
-    # Try again later (transient failure).
+    # Try again later (transient failure); dead-lettered instead on its last allowed delivery.
     NAK = "nak"
-    # Never deliverable (malformed); counted and dropped.
+    # Can never be processed (malformed): dead-lettered, then terminated.
     TERM = "term"
+
+
+class Unprocessable(Exception):
+    """Raised by a handler for a message that can never be processed: TERM, with why, in the dead letter."""
+
+    def __init__(self, error: str, *, reason: str = dead_letters.INVALID) -> None:
+        super().__init__(error)
+        self.error = error
+        self.reason = reason
 
 
 M = TypeVar("M", bound=Message)
@@ -167,7 +215,8 @@ class ConsumerSpec:
     subject: str
     durable: str
     ack_wait: float = 30.0
-    max_deliver: int = -1
+    # Deliveries of one message before it is dead-lettered (<= 0: unlimited, never dead-lettered for failing).
+    max_deliver: int = DEFAULT_MAX_DELIVER
     max_ack_pending: int = 1000
     batch: int = 50
 
@@ -196,12 +245,24 @@ async def pull_loop(
 ) -> None:
     """Fetch batches from a durable pull consumer and settle each message by `handle`'s outcome.
 
-    Messages of a batch are handled in order. A handler exception naks the message
-    (redelivered later) and never stops the loop. Returns when `stop` is set; the
-    message in hand is finished first, the rest of its batch is handed back (nak).
+    Messages of a batch are handled in order; a bad one never stops the loop. A handler exception
+    counts as NAK: the message comes back after `redelivery_delay` (growing with each delivery), and
+    on its last allowed delivery (`spec.max_deliver`) it is dead-lettered instead. A message the
+    handler TERMs, cannot decode (DecodeError) or rejects (`Unprocessable`) is dead-lettered at once
+    (conveyor.dead_letters); so is, by the advisory watcher, one the server stops redelivering.
+    Returns when `stop` is set; the message in hand is finished first, the rest of its batch is
+    handed back (nak).
     """
     await ensure_consumer(js, spec)
-    subscription = await js.pull_subscribe_bind(spec.durable, spec.stream)
+    dead = dead_letters.DeadLetters(js, spec.durable)
+    # Before the first fetch, so no advisory of this consumer goes unheard.
+    advisories = await dead.watch(spec.stream)
+    try:
+        subscription = await js.pull_subscribe_bind(spec.durable, spec.stream)
+    except BaseException:
+        await _unsubscribe(advisories)
+        raise
+    lag = asyncio.get_running_loop().create_task(track_consumer_lag(js, spec.stream, spec.durable))
     try:
         while not stop.is_set():
             try:
@@ -219,34 +280,111 @@ async def pull_loop(
                     for rest in messages[index:]:
                         await _settle(rest, Outcome.NAK, 0)
                     break
-                try:
-                    outcome = await handle(msg)
-                except DecodeError:
-                    outcome = Outcome.TERM
-                except Exception:
-                    log.exception("message handler failed; will be redelivered", extra={"durable": spec.durable})
-                    outcome = Outcome.NAK
+                outcome = await _process(msg, spec, handle, dead, nak_delay)
                 if on_outcome is not None:
                     on_outcome(outcome)
-                await _settle(msg, outcome, nak_delay)
     finally:
+        lag.cancel()
+        await _unsubscribe(subscription)
+        await _unsubscribe(advisories)
+
+
+async def _unsubscribe(subscription: Subscription | JetStreamContext.PullSubscription) -> None:
+    try:
+        await subscription.unsubscribe()
+    except Exception:
+        log.debug("unsubscribe failed", exc_info=True)
+
+
+# NAKed messages come back after nak_delay, then 3x longer each delivery, at most a minute apart: with the
+# default 5 deliveries and 1 s, a message that keeps failing is dead-lettered about 40 s after it was first
+# handled, while a short outage (a database restarting) does not dead-letter what it made fail.
+REDELIVERY_MULTIPLIER = 3.0
+REDELIVERY_MAXIMUM = 60.0
+
+
+def redelivery_delay(nak_delay: float, delivered: int) -> float:
+    """The wait before the next delivery of a message NAKed on its `delivered`-th delivery."""
+    policy = retry.RetryPolicy(
+        initial=nak_delay, maximum=max(nak_delay, REDELIVERY_MAXIMUM), multiplier=REDELIVERY_MULTIPLIER, jitter=0.0
+    )
+    return policy.ceiling(delivered)
+
+
+def deliveries(msg: Msg) -> int:
+    """How many times JetStream has delivered `msg` (this time included)."""
+    try:
+        return max(int(msg.metadata.num_delivered), 1)
+    except Exception:  # not a JetStream delivery
+        return 1
+
+
+async def _process(
+    msg: Msg,
+    spec: ConsumerSpec,
+    handle: Callable[[Msg], Awaitable[Outcome]],
+    dead: dead_letters.DeadLetters,
+    nak_delay: float,
+) -> Outcome:
+    """Handle one message and settle it; returns how it was settled (TERM: dead-lettered)."""
+    delivered = deliveries(msg)
+    last = 0 < spec.max_deliver <= delivered
+    with tracing.consuming(msg.subject, msg.headers, spec.durable) as span:
+        reason = error = ""
         try:
-            await subscription.unsubscribe()
-        except Exception:
-            log.debug("unsubscribe failed", exc_info=True)
+            outcome = await handle(msg)
+        except DecodeError as exc:
+            outcome, reason, error = Outcome.TERM, dead_letters.UNDECODABLE, f"cannot be decoded: {exc}"
+        except Unprocessable as exc:
+            outcome, reason, error = Outcome.TERM, exc.reason, exc.error
+        except Exception as exc:
+            then = "dead-lettered (last delivery)" if last else "will be redelivered"
+            log.exception(f"message handler failed; {then}", extra={"durable": spec.durable, "deliveries": delivered})
+            span.record_exception(exc)
+            tracing.fail(span, f"handler failed; {then}")
+            outcome, error = Outcome.NAK, f"{type(exc).__name__}: {exc}"
+        if outcome is Outcome.TERM and not reason:
+            reason, error = dead_letters.INVALID, "terminated by the handler (see the consumer's log)"
+        elif outcome is Outcome.NAK and last:
+            outcome, reason = Outcome.TERM, dead_letters.FAILED
+            error = f"failed on its last allowed delivery ({delivered}): {error or 'the handler nak-ed it'}"
+        span.set_attribute("conveyor.outcome", outcome.value)
+        if outcome is Outcome.TERM:
+            moved = await dead.move(msg, reason, error, nak_delay=redelivery_delay(nak_delay, delivered))
+            return outcome if moved else Outcome.NAK
+    await _settle(msg, outcome, redelivery_delay(nak_delay, delivered))
+    return outcome
+
+
+async def track_consumer_lag(
+    js: JetStreamContext, stream: str, durable: str, *, interval: float = metrics.CONSUMER_LAG_INTERVAL
+) -> None:
+    """Keep the consumer's pending gauges current from JetStream consumer info, until cancelled.
+
+    Polled rather than read off delivered messages: a consumer that stopped fetching must show its
+    lag growing. One small request per interval.
+    """
+    while True:
+        try:
+            info = await js.consumer_info(stream, durable)
+        except Exception as exc:  # NATS reconnecting: keep the last figures until the next poll
+            log.debug("consumer info failed", extra={"durable": durable, "error": str(exc)})
+        else:
+            metrics.CONSUMER_PENDING.labels(consumer=durable).set(info.num_pending or 0)
+            metrics.CONSUMER_ACK_PENDING.labels(consumer=durable).set(info.num_ack_pending or 0)
+        await asyncio.sleep(interval)
 
 
 async def _settle(msg: Msg, outcome: Outcome, nak_delay: float) -> None:
+    """ACK or NAK (TERM goes through the dead letters)."""
     try:
         if outcome is Outcome.ACK:
             # Not waiting for the server's confirmation: a lost ack only means a redelivery,
             # which every consumer absorbs (idempotent handlers), and waiting would serialise
             # the loop on a round trip per message.
             await msg.ack()
-        elif outcome is Outcome.NAK:
-            await msg.nak(delay=nak_delay)
         else:
-            await msg.term()
+            await msg.nak(delay=nak_delay)
     except Exception as exc:
         # Not acked -> redelivered after ack_wait; consumers are idempotent.
         log.warning("could not settle message", extra={"outcome": outcome.value, "error": str(exc)})

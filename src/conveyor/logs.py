@@ -2,6 +2,11 @@
 
 `bind(pipeline=..., run=...)` sets context for the current task (contextvars), so
 every log line emitted while handling that pipeline/run carries the ids.
+
+The text format (CONVEYOR_LOG_FORMAT=text) carries the same fields: time, level, service and
+logger lead the line, then the message, then every bound and `extra=` field as `key=value`
+(logfmt: a value with spaces, quotes, `=` or control characters is double-quoted with JSON
+escapes), then the traceback on the lines that follow.
 """
 
 from __future__ import annotations
@@ -31,6 +36,18 @@ def bind(**fields: str | None) -> Iterator[None]:
         _context.reset(token)
 
 
+Plain = str | int | float | bool | None
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Plain]:
+    """The bound context and the record's `extra=` fields; both formats carry exactly these."""
+    fields: dict[str, Plain] = dict(_context.get())
+    for key, value in vars(record).items():
+        if key not in _RESERVED and not key.startswith("_"):
+            fields[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+    return fields
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -44,13 +61,23 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        payload.update(_context.get())
-        for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                payload[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+        payload.update(_fields(record))
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, ensure_ascii=False)
+
+
+def logfmt_value(value: Plain) -> str:
+    """A value as logfmt writes it: bare when unambiguous, else a JSON string."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if value and not any(c.isspace() or c in '"=\\' or not c.isprintable() for c in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
@@ -58,10 +85,17 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s " + service + " %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        context = _context.get()
-        if context:
-            text += " " + " ".join(f"{k}={v}" for k, v in context.items())
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        fields = _fields(record)
+        if fields:
+            text += " " + " ".join(f"{key}={logfmt_value(value)}" for key, value in fields.items())
+        # The traceback follows the fields, so they stay on the line that names the event.
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            text += "\n" + self.formatStack(record.stack_info)
         return text
 
 

@@ -1,10 +1,12 @@
-"""AIP resource names and ids: `pipelines/{pipeline}`, `pipelines/{pipeline}/runs/{run}`."""
+"""Names: AIP resource names and ids (`pipelines/{pipeline}`, `pipelines/{pipeline}/runs/{run}`), and the
+names of the Kubernetes objects a pipeline targets, checked by the rule the API server applies to each kind."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from ulid import ULID
 
@@ -92,3 +94,63 @@ def parse_run_name(name: str, field: str = "name") -> RunName:
     raise InvalidArgument.from_violations(
         [FieldViolation(field, f"{name!r} is not a run name (pipelines/{{pipeline}}/runs/{{run}})")]
     )
+
+
+# ---- Kubernetes names ---------------------------------------------------------------------
+# The rules and wording of k8s.io/apimachinery/pkg/util/validation, so a name refused here is one the
+# API server refuses too, with the message kubectl would print (its double space included).
+
+_DNS1123_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*"
+
+
+@dataclass(frozen=True)
+class NameRule:
+    title: str
+    max_chars: int
+    pattern: re.Pattern[str]  # used with fullmatch: `$` would also accept a trailing newline
+    message: str
+
+
+DNS1123_LABEL = NameRule(
+    "DNS-1123 label",
+    63,
+    re.compile(_DNS1123_LABEL),
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and "
+    "end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    f"'{_DNS1123_LABEL}')",
+)
+DNS1123_SUBDOMAIN = NameRule(
+    "DNS-1123 subdomain",
+    253,
+    re.compile(_DNS1123_SUBDOMAIN),
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    f"'{_DNS1123_SUBDOMAIN}')",
+)
+
+# "Container" is a container of a pod template: not a kind, but named by a rule of its own.
+KubernetesKind = Literal["Namespace", "Deployment", "StatefulSet", "DaemonSet", "Container"]
+KUBERNETES_NAME_RULES: dict[KubernetesKind, NameRule] = {
+    "Namespace": DNS1123_LABEL,
+    "Deployment": DNS1123_SUBDOMAIN,
+    "StatefulSet": DNS1123_SUBDOMAIN,
+    "DaemonSet": DNS1123_SUBDOMAIN,
+    "Container": DNS1123_LABEL,
+}
+
+
+def kubernetes_name_violations(kind: KubernetesKind, value: str, field: str) -> list[FieldViolation]:
+    """What is wrong with `value` as the name of a `kind` (nothing when Kubernetes would accept it)."""
+    if not value:
+        return [FieldViolation(field, "required")]
+    rule = KUBERNETES_NAME_RULES[kind]
+    problems = []
+    if len(value) > rule.max_chars:
+        problems.append(f"must be no more than {rule.max_chars} characters")
+    if not rule.pattern.fullmatch(value):
+        problems.append(rule.message)
+    if not problems:
+        return []
+    noun = kind.lower() if kind in ("Namespace", "Container") else kind
+    return [FieldViolation(field, f"{value!r} is not a valid {noun} name ({rule.title}): {'; '.join(problems)}")]

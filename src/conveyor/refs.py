@@ -28,12 +28,21 @@ _HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 HOST_PATTERN = re.compile(rf"^(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?$")
 
 
-def normalize_registry(host: str) -> str:
-    """Canonical form of a registry host: lowercase, no scheme or trailing slash, Hub aliases folded."""
-    value = host.strip()
+def _strip_scheme(value: str) -> str:
     for scheme in ("https://", "http://"):
         if value.lower().startswith(scheme):
-            value = value[len(scheme) :]
+            return value[len(scheme) :]
+    return value
+
+
+def _is_host(component: str) -> bool:
+    """Whether the first component of a reference names a registry (a dot or a port, or localhost)."""
+    return "." in component or ":" in component or component == "localhost"
+
+
+def normalize_registry(host: str) -> str:
+    """Canonical form of a registry host: lowercase, no scheme or trailing slash, Hub aliases folded."""
+    value = _strip_scheme(host.strip())
     value = value.rstrip("/").lower()
     if value in _DOCKER_HUB_ALIASES:
         return DOCKER_HUB
@@ -46,6 +55,19 @@ def normalize_repository(registry: str, repository: str) -> str:
     if normalize_registry(registry) == DOCKER_HUB and "/" not in value:
         return f"library/{value}"
     return value
+
+
+def split_host(reference: str) -> tuple[str, str]:
+    """`[http(s)://]host[:port]/rest` -> (host as written, rest); ("", reference) when it names no host.
+
+    For references and URLs in registry payloads: `team/app` is a path (on whatever registry the
+    caller defaults to), `registry.example.com/team/app` and `http://localhost:5000/v2/...` name one.
+    """
+    value = _strip_scheme(reference.strip())
+    first, sep, rest = value.partition("/")
+    if sep and _is_host(first):
+        return first, rest
+    return "", value
 
 
 class Repo(NamedTuple):
@@ -106,7 +128,7 @@ def parse_image(reference: str) -> ImageRef:
     """Split `host[:port]/repo[:tag][@digest]` (Kubernetes-style, Hub defaults applied)."""
     rest, _, digest = reference.partition("@")
     first, sep, remainder = rest.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    if sep and _is_host(first):
         registry, path = first, remainder
     else:
         registry, path = DOCKER_HUB, rest

@@ -1,7 +1,8 @@
 """gRPC server bootstrap and process lifecycle shared by the three services.
 
-Every server gets: the error-mapping interceptor, the standard health service, server
-reflection (for grpcurl), and an orderly shutdown: health -> NOT_SERVING, stop
+Every server gets: the error-mapping interceptor, a tracing interceptor when tracing is on
+(`conveyor.tracing.rpc`), the standard health service, server reflection (for grpcurl), and an
+orderly shutdown: health -> NOT_SERVING, stop
 accepting, let in-flight RPCs finish within a grace period.
 """
 
@@ -22,18 +23,20 @@ from grpc_reflection.v1alpha import reflection
 from conveyor import logs, metrics
 from conveyor.errors import ErrorMappingInterceptor
 from conveyor.settings import SettingsError
+from conveyor.tracing.rpc import server_interceptors
 
 log = logging.getLogger(__name__)
 
 
 class GrpcServer:
-    """A grpc.aio server with health, reflection and error mapping."""
+    """A grpc.aio server with health, reflection, error mapping and (when on) tracing."""
 
     def __init__(self, address: str, service_names: Iterable[str]) -> None:
         self.address = address
         self.service_names = list(service_names)
         self.server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor(on_error=metrics.count_rpc_error)],
+            # Tracing outermost (when on): its span covers the error mapping too.
+            interceptors=[*server_interceptors(), ErrorMappingInterceptor(on_error=metrics.count_rpc_error)],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],
         )
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()

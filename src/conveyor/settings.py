@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from conveyor.subjects import DEFAULT_MAX_DELIVER
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -175,6 +177,8 @@ class Setting(Generic[T]):
     parse: Callable[[str], T]
     doc: str
     shown: str | None = None
+    # A secret's value never appears in an error message (the problems list is logged and printed).
+    secret: bool = False
 
     def read(self, environ: Mapping[str, str], problems: list[str]) -> T:
         """The value (blank counts as unset); an invalid one is added to `problems`, the default returned."""
@@ -185,7 +189,8 @@ class Setting(Generic[T]):
         try:
             return self.parse(value)
         except ValueError as exc:
-            problems.append(f"{self.env}={value!r}: {exc}")
+            shown = "(secret)" if self.secret else repr(value)
+            problems.append(f"{self.env}={shown}: {exc}")
             return self.default
 
     def default_text(self) -> str:
@@ -204,9 +209,17 @@ class Setting(Generic[T]):
 _SETTING_KEY = "conveyor.setting"
 
 
-def setting(env: str, default: T, *, parse: Callable[[str], T], doc: str, shown: str | None = None) -> T:
+def setting(
+    env: str,
+    default: T,
+    *,
+    parse: Callable[[str], T],
+    doc: str,
+    shown: str | None = None,
+    secret: bool = False,
+) -> T:
     """A dataclass field read from `env` by `read_settings` (and listed by `declarations`)."""
-    declared = Setting(env, default, parse, doc, shown)
+    declared = Setting(env, default, parse, doc, shown, secret)
     result: T = field(default=default, metadata={_SETTING_KEY: declared})
     return result
 
@@ -375,6 +388,13 @@ def data_dir(reader: EnvReader) -> pathlib.Path:
 
 
 NATS_URL = Setting("CONVEYOR_NATS_URL", "nats://127.0.0.1:4222", text(), "NATS server with JetStream")
+MAX_DELIVER = Setting(
+    "CONVEYOR_BUS_MAX_DELIVER",
+    DEFAULT_MAX_DELIVER,
+    integer(minimum=1, maximum=100),
+    "deliveries of a bus message to a consumer whose handler keeps failing before it is moved to the "
+    "`CONVEYOR_DEAD_LETTERS` stream (1-100)",
+)
 LOG_LEVEL = Setting(
     "CONVEYOR_LOG_LEVEL",
     "info",
@@ -382,12 +402,72 @@ LOG_LEVEL = Setting(
     "`debug`, `info`, `warning` or `error`",
 )
 LOG_FORMAT = Setting("CONVEYOR_LOG_FORMAT", "json", choice("json", "text"), "`json` (one object per line) or `text`")
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+TRACING = Setting(
+    "CONVEYOR_TRACING",
+    "off",
+    choice("off", "otlp", "file"),
+    "OpenTelemetry traces: `off`, `otlp` (OTLP/HTTP to `CONVEYOR_OTLP_ENDPOINT`) or `file` (JSON lines "
+    "appended to `CONVEYOR_TRACING_FILE`)",
+)
+OTLP_ENDPOINT = Setting(
+    "CONVEYOR_OTLP_ENDPOINT",
+    "http://127.0.0.1:4318/v1/traces",
+    Parser(_http_url),
+    "OTLP/HTTP (protobuf) traces URL, path included, when `CONVEYOR_TRACING=otlp`",
+)
+TRACING_FILE = Setting(
+    "CONVEYOR_TRACING_FILE",
+    pathlib.Path("traces.jsonl"),
+    path(),
+    "file the spans are appended to (one JSON object per line) when `CONVEYOR_TRACING=file`",
+    shown="./traces.jsonl",
+)
 DEFAULT_METRICS_DOC = "`HOST:PORT` to serve Prometheus `/metrics` on"
+
+
+def _page_token_key(value: str) -> str:
+    from conveyor.aip.page_tokens import PageTokenCodec
+
+    PageTokenCodec.from_setting(value)  # raises ValueError with a reason that never quotes the secret
+    return value
+
+
+PAGE_TOKEN_KEY: Setting[str | None] = Setting(
+    "CONVEYOR_PAGE_TOKEN_KEY",
+    None,
+    Parser(_page_token_key, show=lambda _: "(secret)"),
+    "secrets (each ≥ 32 bytes, comma-separated; the first signs, the rest still verify) that sign page "
+    "tokens; every replica must share them; unset: a random key per process, so tokens die with it",
+    secret=True,
+)
 
 
 def metrics_address(service: str, doc: str = DEFAULT_METRICS_DOC) -> Setting[str | None]:
     """CONVEYOR_<SERVICE>_METRICS_ADDR."""
     return Setting(f"CONVEYOR_{service.upper()}_METRICS_ADDR", None, address(), doc)
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Where spans go (`conveyor.tracing.setup.configure` reads these); off by default."""
+
+    exporter: str = TRACING.default
+    otlp_endpoint: str = OTLP_ENDPOINT.default
+    file: pathlib.Path = TRACING_FILE.default
+
+    @classmethod
+    def read(cls, reader: EnvReader) -> TracingSettings:
+        return cls(
+            exporter=reader.read(TRACING), otlp_endpoint=reader.read(OTLP_ENDPOINT), file=reader.read(TRACING_FILE)
+        )
 
 
 @dataclass(frozen=True)
@@ -398,11 +478,22 @@ class CommonSettings:
     log_level: str
     log_format: str
     metrics_address: str | None
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    max_deliver: int = DEFAULT_MAX_DELIVER
 
     @staticmethod
     def declarations(service: str, *, metrics_doc: str = DEFAULT_METRICS_DOC) -> list[Setting[Any]]:
         """What `read` reads, for the README table (the metrics address's meaning differs per service)."""
-        return [NATS_URL, LOG_LEVEL, LOG_FORMAT, metrics_address(service, metrics_doc)]
+        return [
+            NATS_URL,
+            LOG_LEVEL,
+            LOG_FORMAT,
+            metrics_address(service, metrics_doc),
+            TRACING,
+            OTLP_ENDPOINT,
+            TRACING_FILE,
+            MAX_DELIVER,
+        ]
 
     @classmethod
     def read(cls, reader: EnvReader, *, service: str) -> CommonSettings:
@@ -412,4 +503,6 @@ class CommonSettings:
             log_level=reader.read(LOG_LEVEL),
             log_format=reader.read(LOG_FORMAT),
             metrics_address=metrics,
+            tracing=TracingSettings.read(reader),
+            max_deliver=reader.read(MAX_DELIVER),
         )

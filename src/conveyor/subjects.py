@@ -14,6 +14,10 @@ PIPELINE_CHANGED_SUBJECT = "conveyor.pipelines.changed"
 REGISTRY_EVENTS_STREAM = "CONVEYOR_REGISTRY_EVENTS"
 DEPLOY_REQUESTS_STREAM = "CONVEYOR_DEPLOY_REQUESTS"
 RUN_EVENTS_STREAM = "CONVEYOR_RUN_EVENTS"
+# What a consumer could never process, one subject per consumer: conveyor.deadletters.<durable>.
+DEAD_LETTERS_STREAM = "CONVEYOR_DEAD_LETTERS"
+DEAD_LETTERS_SUBJECT_PREFIX = "conveyor.deadletters"
+DEAD_LETTERS_SUBJECTS = DEAD_LETTERS_SUBJECT_PREFIX + ".>"
 
 TRIGGER_MATCHER_DURABLE = "conveyor-trigger-matcher"
 DEPLOYER_DURABLE = "conveyor-deployer"
@@ -26,6 +30,21 @@ PUSHES_BUCKET = "conveyor_pushes"
 MSG_ID_HEADER = "Nats-Msg-Id"
 TYPE_HEADER = "Conveyor-Type"
 
+# A dead letter is the original's data and headers plus these (conveyor.dead_letters writes and reads them).
+DEAD_HEADER_PREFIX = "Conveyor-Dead-"
+DEAD_CONSUMER_HEADER = "Conveyor-Dead-Consumer"
+DEAD_STREAM_HEADER = "Conveyor-Dead-Stream"
+DEAD_SUBJECT_HEADER = "Conveyor-Dead-Subject"
+DEAD_SEQUENCE_HEADER = "Conveyor-Dead-Sequence"
+DEAD_DELIVERIES_HEADER = "Conveyor-Dead-Deliveries"
+DEAD_REASON_HEADER = "Conveyor-Dead-Reason"
+DEAD_ERROR_HEADER = "Conveyor-Dead-Error"
+# The original's Nats-Msg-Id (the dead letter's own id names the consumer and the original's sequence).
+DEAD_MSG_ID_HEADER = "Conveyor-Dead-Msg-Id"
+
+# Deliveries of one message to a durable consumer before it is dead-lettered (CONVEYOR_BUS_MAX_DELIVER).
+DEFAULT_MAX_DELIVER = 5
+
 DEFAULT_DUPLICATE_WINDOW = 15 * 60.0
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 
@@ -33,4 +52,5 @@ STREAMS: dict[str, str] = {
     REGISTRY_EVENTS_STREAM: IMAGE_PUSHED_SUBJECT,
     DEPLOY_REQUESTS_STREAM: DEPLOY_REQUESTED_SUBJECT,
     RUN_EVENTS_STREAM: RUN_EVENTS_SUBJECT,
+    DEAD_LETTERS_STREAM: DEAD_LETTERS_SUBJECTS,
 }

@@ -7,12 +7,15 @@ bare UNAVAILABLE.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
+from grpc_status import rpc_status
 
 from conveyor import errors
 from conveyor.v1 import (
@@ -70,6 +73,15 @@ class CallError(Exception):
     def violations(self) -> list[errors.FieldViolation]:
         try:
             return errors.field_violations(self.error)
+        except Exception:  # malformed details must not hide the error itself
+            return []
+
+    def status_details(self) -> list[dict[str, Any]]:
+        """The google.rpc.Status details (BadRequest, ErrorInfo, ...) in their JSON shape, `@type` first."""
+        try:
+            status = rpc_status.from_call(self.error)
+            # Through JSON text: MessageToDict gives an Any as an OrderedDict, which YAML cannot dump safely.
+            return [json.loads(json_format.MessageToJson(detail)) for detail in status.details] if status else []
         except Exception:  # malformed details must not hide the error itself
             return []
 

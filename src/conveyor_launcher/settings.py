@@ -9,6 +9,9 @@
 | CONVEYOR_TRIGGER_ADDR           | 127.0.0.1:50052           | trigger gRPC address                         |
 | CONVEYOR_DEPLOYER_ADDR          | 127.0.0.1:50053           | deployer gRPC address                        |
 | CONVEYOR_WEBHOOK_ADDR           | 127.0.0.1:8080            | trigger's webhook receiver (HTTP)            |
+| CONVEYOR_CONFIG_METRICS_ADDR    | 127.0.0.1:9101            | config's Prometheus /metrics                 |
+| CONVEYOR_TRIGGER_METRICS_ADDR   | 127.0.0.1:9102            | trigger's Prometheus /metrics                |
+| CONVEYOR_DEPLOYER_METRICS_ADDR  | 127.0.0.1:9103            | deployer's Prometheus /metrics               |
 | CONVEYOR_DATABASE_URL           | SQLite in the data dir    | config database                              |
 | CONVEYOR_WEBHOOK_TOKEN          | generated once, kept in   | the token registries send (Bearer)           |
 |                                 | `<data dir>/webhook-token`|                                              |
@@ -16,6 +19,9 @@
 |                                 |                           | context or CONVEYOR_CLUSTERS_FILE; on; off   |
 | CONVEYOR_SANDBOX_PORT           | 0 (a free port)           | the sandbox's Kubernetes API port            |
 | CONVEYOR_SANDBOX_ROLLOUT_DELAY  | 2s                        | how long a simulated rollout takes           |
+| CONVEYOR_SANDBOX_REGISTRY_PORT  | 5000 (else a free port),  | loopback port of the local registry started  |
+|                                 | then the one first used   | with the sandbox (kept in the data dir: the  |
+|                                 |                           | demo pipeline and images name it)            |
 | CONVEYOR_LOG_FORMAT             | text                      | services' log format (their own default: json) |
 | CONVEYOR_LAUNCHER_READY_TIMEOUT | 60s                       | how long each process may take to be ready   |
 | CONVEYOR_LAUNCHER_GRACE         | 15s                       | how long each may take to stop (then SIGKILL)|
@@ -38,6 +44,7 @@ import yaml
 from conveyor.settings import EnvReader
 
 DEFAULT_NATS_PORT = 4222
+DEFAULT_REGISTRY_PORT = 5000
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,15 @@ class LauncherSettings:
     trigger_addr: str
     deployer_addr: str
     webhook_addr: str
+    config_metrics_addr: str
+    trigger_metrics_addr: str
+    deployer_metrics_addr: str
     database_url: str
     webhook_token: str | None
     sandbox: str
     sandbox_port: int
     sandbox_rollout_delay: float
+    sandbox_registry_port: int | None  # None: the port kept in the data dir, else 5000 when free, else a free one
     log_format: str
     ready_timeout: float
     grace: float
@@ -65,6 +76,7 @@ class LauncherSettings:
         assert data is not None
         data_dir = data.absolute()
         explicit_nats_port = reader.optional_str("CONVEYOR_NATS_PORT")
+        explicit_registry_port = reader.optional_str("CONVEYOR_SANDBOX_REGISTRY_PORT")
         settings = cls(
             data_dir=data_dir,
             nats_url=reader.optional_str("CONVEYOR_NATS_URL"),
@@ -75,11 +87,19 @@ class LauncherSettings:
             trigger_addr=reader.address("CONVEYOR_TRIGGER_ADDR", "127.0.0.1:50052"),
             deployer_addr=reader.address("CONVEYOR_DEPLOYER_ADDR", "127.0.0.1:50053"),
             webhook_addr=reader.address("CONVEYOR_WEBHOOK_ADDR", "127.0.0.1:8080"),
+            config_metrics_addr=reader.address("CONVEYOR_CONFIG_METRICS_ADDR", "127.0.0.1:9101"),
+            trigger_metrics_addr=reader.address("CONVEYOR_TRIGGER_METRICS_ADDR", "127.0.0.1:9102"),
+            deployer_metrics_addr=reader.address("CONVEYOR_DEPLOYER_METRICS_ADDR", "127.0.0.1:9103"),
             database_url=reader.str("CONVEYOR_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'conveyor.db'}"),
             webhook_token=reader.optional_str("CONVEYOR_WEBHOOK_TOKEN"),
             sandbox=reader.choice("CONVEYOR_SANDBOX", "auto", ("auto", "on", "off")),
             sandbox_port=reader.int("CONVEYOR_SANDBOX_PORT", 0, minimum=0, maximum=65535),
             sandbox_rollout_delay=reader.duration("CONVEYOR_SANDBOX_ROLLOUT_DELAY", 2.0),
+            sandbox_registry_port=reader.int(
+                "CONVEYOR_SANDBOX_REGISTRY_PORT", DEFAULT_REGISTRY_PORT, minimum=1, maximum=65535
+            )
+            if explicit_registry_port
+            else None,
             log_format=reader.choice("CONVEYOR_LOG_FORMAT", "text", ("json", "text")),
             ready_timeout=reader.duration("CONVEYOR_LAUNCHER_READY_TIMEOUT", 60.0, minimum=1.0),
             grace=reader.duration("CONVEYOR_LAUNCHER_GRACE", 15.0),

@@ -1,5 +1,6 @@
 """Runs the plan's processes: spawns them in their own sessions, relays their output with a prefix,
-waits for each to be ready, and stops them in order on Ctrl-C / SIGTERM or when one dies."""
+waits for each to be ready, and stops them in order on Ctrl-C / SIGTERM or when one dies. If the
+launcher itself dies (even by SIGKILL) they die too (`orphans`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,20 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from conveyor_launcher.orphans import Watchdog, die_with_parent
 from conveyor_launcher.plan import SERVICES, ChildSpec, FileExists, GrpcServing, LaunchError, PortOpen, Probe, Step
 
 TAIL_LINES = 40
 
-_COLOURS = {"nats": "34", "sandbox": "33", "config": "32", "trigger": "35", "deployer": "36", "conveyor": "1"}
+_COLOURS = {
+    "nats": "34",
+    "registry": "31",
+    "sandbox": "33",
+    "config": "32",
+    "trigger": "35",
+    "deployer": "36",
+    "conveyor": "1",
+}
 
 
 class Console:
@@ -83,6 +93,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stop_requested = asyncio.Event()
         self.force = asyncio.Event()
+        self.watchdog: Watchdog | None = None
 
     # ------------------------------------------------------------ running everything
 
@@ -91,11 +102,13 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.on_signal, sig)
+        self.watchdog = Watchdog.start(self.grace)
         try:
             return await self._run(startup)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            self.watchdog.close(done=all(c.process.returncode is not None for c in self.children))
 
     def on_signal(self, sig: signal.Signals) -> None:
         if self.stop_requested.is_set():
@@ -155,7 +168,8 @@ class Supervisor:
             self.console.say(f"  {line}")
 
     async def start_step(self, step: Step, ready_timeout: float) -> None:
-        """Print the step's notes, prepare its files, start its processes and wait until all are ready."""
+        """Print the step's notes, prepare its files, start its processes and wait until all are ready
+        (the step's actions are the caller's)."""
         for note in step.notes:
             self.console.say(note)
         for path in step.mkdirs:
@@ -163,7 +177,7 @@ class Supervisor:
         for path in step.unlink:
             path.unlink(missing_ok=True)
         for path, text in step.writes:
-            path.write_text(text)
+            write_private(path, text)
         started = [(await self.start(start.spec), start.ready) for start in step.start]
         await all_of(*(self.wait_ready(child, probe_check(ready), ready_timeout) for child, ready in started))
 
@@ -179,8 +193,12 @@ class Supervisor:
             # Own session: the terminal's Ctrl-C reaches only the launcher, which stops
             # the children in order (NATS last, so the services can drain into it).
             start_new_session=True,
+            # Spawned from the event loop's thread, which lives as long as the launcher.
+            preexec_fn=die_with_parent(),
             limit=1024 * 1024,
         )
+        if self.watchdog is not None:
+            self.watchdog.watch(process.pid, spec.name)
         child = Child(spec, process)
         child.pump = asyncio.create_task(self._pump(child), name=f"pump-{spec.name}")
         self.children.append(child)
@@ -269,6 +287,16 @@ class Supervisor:
         await self.stop(services, force=force)
         for child in others:
             await self.stop([child], force=force)
+
+
+def write_private(path: pathlib.Path, text: str) -> None:
+    """Replace `path` with `text`, readable by the owner only (a generated file may hold the webhook token)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    temporary.replace(path)
 
 
 def _signal(child: Child, sig: signal.Signals) -> None:

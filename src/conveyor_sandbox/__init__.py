@@ -9,14 +9,20 @@ tag matches `unpullable_tags` (default: tags ending in `broken` or `-unpullable`
 in ErrImagePull/ImagePullBackOff so the run fails (and rolls back when the pipeline asks for it).
 Nothing ever runs: pods are records.
 
+With `state=PATH` the sandbox keeps its objects in that JSON file: every change is written through
+(to a temporary file, then renamed over it), and a sandbox started on an existing file resumes from
+it -- workloads keep the images, generations and revisions they had, and a rollout that was under
+way completes -- instead of starting empty (`restored` is then true; seed samples only when false).
+
 Public API (everything else is internal)::
 
     from conveyor_sandbox import SandboxCluster
 
-    async with SandboxCluster(port=0, rollout_delay=1.0) as sandbox:   # 0 = a free port
+    async with SandboxCluster(port=0, rollout_delay=1.0, state=None) as sandbox:   # 0 = a free port
         sandbox.url                      # "http://127.0.0.1:PORT"
         sandbox.write_kubeconfig(path)   # kubeconfig (context "sandbox") for any Kubernetes client
         await sandbox.seed_samples()     # namespace "demo": Deployment web, StatefulSet db, DaemonSet agent
+        sandbox.restored                 # True when started from an existing state file
         await sandbox.apply(manifest)    # create or replace an object (namespace, workload, pod...)
         sandbox.get("Deployment", "demo", "web")            # stored object (dict) or None
         sandbox.list_objects("Pod", "demo")                 # stored objects
@@ -30,8 +36,8 @@ Supported kinds: Namespace, Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet,
 
 As a process (what the launcher runs)::
 
-    python -m conveyor_sandbox --port 6443 --kubeconfig data/sandbox.kubeconfig \
-        [--no-samples] [--rollout-delay 2s] [--unpullable-tags REGEX] [--context sandbox]
+    python -m conveyor_sandbox --port 6443 --kubeconfig data/sandbox.kubeconfig [--state data/sandbox-state.json] \
+        [--no-samples] [--web-image IMAGE] [--rollout-delay 2s] [--unpullable-tags REGEX] [--context sandbox]
 
 It prints one line starting with `SANDBOX` naming its URL and kubeconfig, then serves until
 SIGTERM/SIGINT. The kubeconfig's cluster carries the extension `conveyor.dev/sandbox`, which
@@ -41,6 +47,7 @@ the deployer reads to report the cluster as a sandbox.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import pathlib
 from types import TracebackType
@@ -100,8 +107,11 @@ class SandboxCluster:
         unpullable_tags: str = DEFAULT_UNPULLABLE_TAGS,
         auto_rollout: bool = True,
         context: str = "sandbox",
+        state: str | os.PathLike[str] | None = None,
     ) -> None:
         self.context = context
+        self.state_path = pathlib.Path(state) if state is not None else None
+        self.restored = False
         self.emulator = SandboxEmulator()
         self.controller = RolloutSimulator(
             self.emulator, delay=rollout_delay, unpullable_tags=unpullable_tags, enabled=auto_rollout
@@ -112,10 +122,26 @@ class SandboxCluster:
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> Self:
+        if self.state_path is not None and self.state_path.exists():
+            self.emulator.restore(json.loads(self.state_path.read_text()))
+            self.restored = True
         await self.emulator.__aenter__()
         await self._server.__aenter__()
         self._started = True
+        if self.state_path is not None:
+            self.emulator.add_change_listener(self.save_state)
+            self.save_state()
+        if self.restored:
+            self.controller.resume()
         return self
+
+    def save_state(self) -> None:
+        """Write every object to the state file (atomically: a reader sees the old or the new state)."""
+        assert self.state_path is not None, "the sandbox has no state file"
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_path.with_name(self.state_path.name + ".tmp")
+        temporary.write_text(json.dumps(self.emulator.snapshot(), separators=(",", ":")))
+        temporary.replace(self.state_path)
 
     async def stop(self) -> None:
         if not self._started:
@@ -205,10 +231,13 @@ class SandboxCluster:
 
     # ---- objects ------------------------------------------------------------------------------
 
-    async def seed_samples(self, namespace: str = SAMPLE_NAMESPACE) -> None:
-        """A namespace with a two-container Deployment (plus init container), a StatefulSet and a DaemonSet."""
+    async def seed_samples(self, namespace: str = SAMPLE_NAMESPACE, *, web_image: str | None = None) -> None:
+        """A namespace with a two-container Deployment (plus init container), a StatefulSet and a DaemonSet.
+
+        `web_image` replaces the image of Deployment web's container app.
+        """
         await self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        for manifest in samples.workloads(namespace):
+        for manifest in samples.workloads(namespace, web_image=web_image):
             await self.apply(manifest)
             meta = manifest["metadata"]
             await self.complete_rollout(manifest["kind"], meta["namespace"], meta["name"])

@@ -39,7 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="listen port; 0 picks a free one (default 0)")
     parser.add_argument("--kubeconfig", required=True, help="where to write a kubeconfig pointing at the sandbox")
     parser.add_argument("--context", default="sandbox", help="context (and cluster) name in it (default sandbox)")
+    parser.add_argument(
+        "--state",
+        help="keep the objects in this JSON file (written on every change); start from it when it exists",
+    )
     parser.add_argument("--no-samples", action="store_true", help="start empty: no demo namespace or workloads")
+    parser.add_argument("--web-image", help="image of the sample Deployment web's container app")
     parser.add_argument(
         "--rollout-delay",
         type=_duration,
@@ -67,11 +72,16 @@ async def serve(args: argparse.Namespace) -> None:
         rollout_delay=args.rollout_delay,
         unpullable_tags=args.unpullable_tags,
         context=args.context,
+        state=args.state,
     ) as sandbox:
-        if not args.no_samples:
-            await sandbox.seed_samples()
+        if sandbox.restored:
+            samples = f"objects restored from {args.state}"
+        elif args.no_samples:
+            samples = "empty"
+        else:
+            await sandbox.seed_samples(web_image=args.web_image)
+            samples = "namespace demo: Deployment web, StatefulSet db, DaemonSet agent"
         path = sandbox.write_kubeconfig(args.kubeconfig)
-        samples = "namespace demo: Deployment web, StatefulSet db, DaemonSet agent" if not args.no_samples else "empty"
         print(
             f"SANDBOX Kubernetes API emulator (not a real cluster) at {sandbox.url}; kubeconfig {path} "
             f"(context {args.context}); {samples}; tags matching {args.unpullable_tags!r} fail to pull",
@@ -87,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(args))
     except KeyboardInterrupt:
         pass
+    except ValueError as exc:  # an unreadable state file
+        print(f"conveyor sandbox: cannot restore {args.state}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except OSError as exc:  # e.g. the port is taken
         print(f"conveyor sandbox: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -81,6 +81,13 @@ class RolloutSimulator:
         self._timers: dict[WorkloadKey, asyncio.Task[None]] = {}
         emulator.add_listener(self._on_write)
 
+    def resume(self) -> None:
+        """Finish the rollouts a restored state left under way (template changed, status not yet)."""
+        for resource in WORKLOADS:
+            for obj in self.emulator.list_objects(resource):
+                meta = obj["metadata"]
+                self._on_write(resource, meta.get("namespace"), meta["name"])
+
     def is_unpullable(self, image: str) -> bool:
         tag = parse_image(image).tag
         return bool(tag) and self._unpullable.fullmatch(tag) is not None

@@ -13,6 +13,8 @@ kmock's `KubernetesEmulator` stores objects and serves list/get/create/patch/del
   changes only `status`;
 - `labelSelector` on lists (equality and set-based forms);
 - bounded memory: old request records and object versions are trimmed;
+- `snapshot()` / `restore()` of every stored object, and change listeners called after each write
+  (in-process or over HTTP), so the sandbox can keep its state in a file;
 - requests served in constant time: kmock finds the reaction for a request by scanning every
   request it has recorded (`request in payload._source`), which made each request cost
   O(requests kept) -- tens of milliseconds after a few thousand. Only in-flight requests stay in
@@ -77,6 +79,10 @@ _MAX_VERSIONS_KEPT = 10
 
 # (resource, namespace, name) after a successful write of that object.
 WriteListener = Callable[[kmock.resource, str | None, str], None]
+# Called after anything stored changed (objects, status, deletions).
+ChangeListener = Callable[[], None]
+_MUTATIONS = {enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE}
+SNAPSHOT_VERSION = 1
 
 
 def now_rfc3339() -> str:
@@ -107,6 +113,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
 
     _last_resource_version: int = attrs.field(default=0, init=False)
     _listeners: list[WriteListener] = attrs.field(factory=list, init=False)
+    _change_listeners: list[ChangeListener] = attrs.field(factory=list, init=False)
     # Requests already served, newest last (kmock's own list holds only those in flight).
     _served: collections.deque[rendering.Request] = attrs.field(
         factory=lambda: collections.deque(maxlen=_MAX_REQUESTS_KEPT), init=False
@@ -121,6 +128,37 @@ class SandboxEmulator(kmock.KubernetesEmulator):
 
     def add_listener(self, listener: WriteListener) -> None:
         self._listeners.append(listener)
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        self._change_listeners.append(listener)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every stored object and the resource-version counter, as JSON-able data."""
+        objects = [
+            {"resource": [res.group or "", res.version or "", res.plural or ""], "object": plain(obj.raw)}
+            for (res, _ns, _name), obj in list(self.objects.items())
+            if not obj.deleted
+        ]
+        return {"version": SNAPSHOT_VERSION, "resourceVersion": self._last_resource_version, "objects": objects}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Load a `snapshot()` into an empty emulator (before it serves anything)."""
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported sandbox state version {snapshot.get('version')!r}")
+        served = {(r.group or "", r.version or "", r.plural or ""): r for r in RESOURCES}
+        try:
+            newest = int(snapshot.get("resourceVersion", 0))
+            for entry in snapshot.get("objects", []):
+                resource = served.get(tuple(entry["resource"]))
+                if resource is None:
+                    raise ValueError(f"the sandbox does not serve {'/'.join(entry['resource'])}")
+                obj = plain(entry["object"])
+                meta = obj["metadata"]
+                self.objects[(resource, meta.get("namespace"), meta["name"])] = obj
+                newest = max(newest, int(meta.get("resourceVersion", 0) or 0))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed sandbox state: {exc!r}") from None
+        self._last_resource_version = newest
 
     def read_object(self, resource: kmock.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         """A deep copy of the stored object, or None."""
@@ -153,6 +191,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
                 self.objects[key] = obj
                 event = "ADDED"
             await self._buses[resource].put({"type": event, "object": copy.deepcopy(obj)})
+        self._changed()
         if notify:
             self._notify(resource, key[1], key[2])
         return copy.deepcopy(obj)
@@ -170,6 +209,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
             obj["metadata"]["resourceVersion"] = self._next_resource_version()
             self._store(key, obj)
             await self._buses[resource].put({"type": "MODIFIED", "object": copy.deepcopy(obj)})
+        self._changed()
 
     async def remove_object(self, resource: kmock.resource, namespace: str | None, name: str) -> None:
         key = (resource, namespace, name)
@@ -178,6 +218,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
                 raw = self.objects[key].raw
                 self.objects[key].delete()
                 await self._buses[resource].put({"type": "DELETED", "object": raw})
+        self._changed()
 
     def requests_matching(
         self,
@@ -263,6 +304,8 @@ class SandboxEmulator(kmock.KubernetesEmulator):
             raise not_found(request.resource, request.name or "") from None
         finally:
             self._retire(request)
+            if request.action in _MUTATIONS:
+                self._changed()
 
     def _retire(self, request: rendering.Request) -> None:
         """Move a served request from kmock's list (scanned on every request) to the history."""
@@ -337,6 +380,10 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     def _next_resource_version(self) -> str:
         self._last_resource_version += 1
         return str(self._last_resource_version)
+
+    def _changed(self) -> None:
+        for listener in self._change_listeners:
+            listener()
 
     def _notify(self, resource: kmock.resource, namespace: str | None, name: str) -> None:
         for listener in self._listeners:

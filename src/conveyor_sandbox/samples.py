@@ -1,7 +1,8 @@
 """Sample workloads the sandbox starts with, so a newcomer has something to deploy to.
 
-Images live under `registry.example.com/demo/...`, the registry the README's example pipeline
-and webhook use. Nothing is ever pulled: the sandbox only records the images.
+Images live under `registry.example.com/demo/...`, except that `make run` starts Deployment web's
+container app on its local registry's `demo/web:v1.0.0`. Nothing is ever pulled: the sandbox only
+records the images.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ NAMESPACE = "demo"
 SAMPLE_REGISTRY = "registry.example.com"
 
 
-def workloads(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    return [web(namespace), db(namespace), agent(namespace)]
+SAMPLE_WEB_IMAGE = f"{SAMPLE_REGISTRY}/demo/web:1.0.0"
 
 
-def web(namespace: str = NAMESPACE) -> dict[str, Any]:
-    """Two containers (app + log shipper) and an init container running migrations."""
+def workloads(namespace: str = NAMESPACE, *, web_image: str | None = None) -> list[dict[str, Any]]:
+    return [web(namespace, image=web_image), db(namespace), agent(namespace)]
+
+
+def web(namespace: str = NAMESPACE, *, image: str | None = None) -> dict[str, Any]:
+    """Two containers (app, running `image`, + log shipper) and an init container running migrations."""
     labels = {"app": "web"}
     return {
         "apiVersion": "apps/v1",
@@ -46,7 +50,7 @@ def web(namespace: str = NAMESPACE) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": "app",
-                            "image": f"{SAMPLE_REGISTRY}/demo/web:1.0.0",
+                            "image": image or SAMPLE_WEB_IMAGE,
                             "ports": [{"name": "http", "containerPort": 8080}],
                             "env": [{"name": "LOG_LEVEL", "value": "info"}],
                             "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},

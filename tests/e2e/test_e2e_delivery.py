@@ -217,7 +217,7 @@ def test_manual_start_failed_rollout_rollback_and_deleting_runs_then_the_pipelin
     assert system.runs("checkout") == []
     missing = system.ctl("runs", "get", good["name"], expect=3)
     assert "NOT_FOUND" in missing.stderr
-    assert system.ctl("pipelines", "delete", "checkout").stdout.strip() == "pipelines/checkout deleted"
+    assert system.ctl("pipelines", "delete", "checkout", "--yes").stdout.strip() == "pipelines/checkout deleted"
     gone = system.ctl("pipelines", "get", "checkout", expect=3)
     assert gone.stderr.startswith("error: NOT_FOUND:"), gone
     # Conveyor never deletes workloads: the Deployment keeps the last deployed image.

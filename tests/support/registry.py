@@ -12,6 +12,10 @@ Pieces (each usable alone; `running_registry()` wires them together):
 - `RegistryServer`: the `docker-registry serve CONFIG` process on a free loopback port, with a temp
   storage dir and a generated config.yml (optional notifications endpoints, htpasswd or token auth).
 - `write_registries_file(path, registry, ...)`: a CONVEYOR_REGISTRIES_FILE for Conveyor's services.
+
+The OCI layout writer, skopeo, the notification endpoint entry and the base registry config are the
+product's (`conveyor_sandbox.images` / `conveyor_sandbox.registry`, what `make run` uses); this module
+adds random images, auth (htpasswd, token service) and a synchronous registry process.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -39,41 +42,27 @@ from typing import Any, Self
 import yaml
 from aiohttp import web
 
+from conveyor_sandbox.images import (
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    Descriptor,
+    OciLayout,
+    canonical_json,
+    sha256_digest,
+    skopeo_copy,
+    write_image,
+)
+from conveyor_sandbox.registry import NotificationEndpoint, registry_config
 from tests.support.net import free_port, wait_port
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 NOTIFICATION_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
 REGISTRY_BINARY = "/usr/bin/docker-registry"
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
 
 
 # --------------------------------------------------------------------------------------------------
 # OCI image layouts
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    platform: Mapping[str, str] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        value: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.platform:
-            value["platform"] = dict(self.platform)
-        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,23 +76,6 @@ class BuiltImage:
     manifest_bytes: bytes
     blobs: tuple[Descriptor, ...]  # every layer and config blob (what the registry sees pushed as blobs)
     children: tuple[Descriptor, ...] = ()  # for an index: the platform manifests
-
-
-class _Layout:
-    def __init__(self, directory: pathlib.Path) -> None:
-        self.directory = directory
-        (directory / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        (directory / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-
-    def put(self, data: bytes, media_type: str, platform: Mapping[str, str] | None = None) -> Descriptor:
-        digest = sha256_digest(data)
-        (self.directory / "blobs" / "sha256" / digest.removeprefix("sha256:")).write_bytes(data)
-        return Descriptor(media_type, digest, len(data), platform)
-
-    def tag(self, descriptor: Descriptor, tag: str) -> None:
-        entry = descriptor.to_json() | {"annotations": {"org.opencontainers.image.ref.name": tag}}
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}
-        (self.directory / "index.json").write_bytes(canonical_json(index))
 
 
 def _random_layer(size: int) -> tuple[bytes, str]:
@@ -120,34 +92,27 @@ def _random_layer(size: int) -> tuple[bytes, str]:
 
 
 def _write_platform_manifest(
-    layout: _Layout, architecture: str, os_name: str, layer_size: int
+    layout: OciLayout, architecture: str, os_name: str, layer_size: int
 ) -> tuple[Descriptor, bytes, list[Descriptor]]:
     layer_bytes, diff_id = _random_layer(layer_size)
-    layer = layout.put(layer_bytes, OCI_LAYER_GZIP)
-    config = {
-        "architecture": architecture,
-        "os": os_name,
-        "created": "2026-01-01T00:00:00Z",
-        "config": {"Cmd": ["/payload.bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }
-    config_desc = layout.put(canonical_json(config), OCI_CONFIG)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config_desc.to_json(),
-        "layers": [layer.to_json()],
-    }
-    manifest_bytes = canonical_json(manifest)
-    descriptor = layout.put(manifest_bytes, OCI_MANIFEST, {"architecture": architecture, "os": os_name})
-    return descriptor, manifest_bytes, [layer, config_desc]
+    written = write_image(
+        layout,
+        layer_bytes,
+        diff_id=diff_id,
+        layer_media_type=OCI_LAYER_GZIP,
+        architecture=architecture,
+        os_name=os_name,
+        config={"Cmd": ["/payload.bin"]},
+        platform=True,
+    )
+    return written.descriptor, written.manifest_bytes, list(written.blobs)
 
 
 def build_image(
     directory: pathlib.Path, tag: str = "latest", *, architecture: str = "amd64", layer_size: int = 1024
 ) -> BuiltImage:
     """A single-platform image (random layer, so every call yields a new digest) tagged `tag`."""
-    layout = _Layout(directory)
+    layout = OciLayout(directory)
     descriptor, manifest_bytes, blobs = _write_platform_manifest(layout, architecture, "linux", layer_size)
     layout.tag(dataclasses.replace(descriptor, platform=None), tag)
     return BuiltImage(directory, tag, OCI_MANIFEST, descriptor.digest, manifest_bytes, tuple(blobs))
@@ -161,7 +126,7 @@ def build_index(
     layer_size: int = 1024,
 ) -> BuiltImage:
     """A multi-arch image: an OCI index of one manifest per architecture, tagged `tag`."""
-    layout = _Layout(directory)
+    layout = OciLayout(directory)
     children: list[Descriptor] = []
     blobs: list[Descriptor] = []
     for architecture in architectures:
@@ -180,25 +145,6 @@ def build_index(
 # --------------------------------------------------------------------------------------------------
 
 
-class SkopeoError(RuntimeError):
-    pass
-
-
-def _skopeo_env(home: pathlib.Path) -> dict[str, str]:
-    """Keep skopeo away from the user's home, auth files and registries.conf."""
-    for sub in ("home", "config", "runtime"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-    (home / "runtime").chmod(0o700)
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home / "home"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_RUNTIME_DIR": str(home / "runtime"),
-        "REGISTRY_AUTH_FILE": str(home / "auth.json"),
-        "TMPDIR": str(home),
-    }
-
-
 async def skopeo_push(
     image: BuiltImage,
     host: str,
@@ -211,35 +157,9 @@ async def skopeo_push(
 ) -> None:
     """`skopeo copy oci:LAYOUT:TAG docker://HOST/REPO:TAG` (all platforms of an index, no TLS)."""
     workdir = workdir or image.layout.parent / f".skopeo-{secrets.token_hex(4)}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    policy = workdir / "policy.json"
-    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
-    args = [
-        "skopeo",
-        "--policy",
-        str(policy),
-        "copy",
-        "--all",
-        "--dest-tls-verify=false",
-        "--retry-times=0",
-    ]
-    if creds:
-        args += ["--dest-creds", f"{creds[0]}:{creds[1]}"]
-    else:
-        args += ["--dest-no-creds"]
-    args += [f"oci:{image.layout}:{image.tag}", f"docker://{host}/{repository}:{tag or image.tag}"]
-    process = await asyncio.create_subprocess_exec(
-        *args, env=_skopeo_env(workdir), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    await skopeo_copy(
+        image.layout, image.tag, host, repository, tag or image.tag, workdir=workdir, creds=creds, timeout=timeout
     )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise SkopeoError(f"skopeo copy to {host}/{repository} timed out after {timeout}s") from None
-    if process.returncode != 0:
-        shown = " ".join(f"{creds[0]}:***" if creds and arg == f"{creds[0]}:{creds[1]}" else arg for arg in args)
-        raise SkopeoError(f"{shown} failed ({process.returncode}):\n{output.decode(errors='replace')}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,33 +277,6 @@ class NotificationReceiver(_LoopbackHttpServer):
         return next(
             e for e in self.events(action="push", repository=repository) if e.get("target", {}).get("tag") == tag
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class NotificationEndpoint:
-    """One `notifications.endpoints` entry of the registry config."""
-
-    url: str
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    name: str = "conveyor"
-    timeout: str = "2s"
-    threshold: int = 3
-    backoff: str = "500ms"
-    ignored_actions: Sequence[str] = ()
-    ignored_media_types: Sequence[str] = ()
-
-    def to_config(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "url": self.url,
-            "headers": {key: [value] for key, value in self.headers.items()},
-            "timeout": self.timeout,
-            "threshold": self.threshold,
-            "backoff": self.backoff,
-        }
-        if self.ignored_actions or self.ignored_media_types:
-            entry["ignore"] = {"actions": list(self.ignored_actions), "mediatypes": list(self.ignored_media_types)}
-        return entry
 
 
 # --------------------------------------------------------------------------------------------------
@@ -571,27 +464,15 @@ class RegistryServer:
         return f"http://{self.host}"
 
     def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "version": 0.1,
-            "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
-            "storage": {
-                "filesystem": {"rootdirectory": str(self.storage)},
-                "delete": {"enabled": True},
-                "maintenance": {"uploadpurging": {"enabled": False}},
-            },
-            "http": {"addr": self.host, "secret": secrets.token_hex(16)},
-        }
+        config = registry_config(
+            address=self.host, storage=self.storage, secret=secrets.token_hex(16), notifications=self.notifications
+        )
         if self.htpasswd is not None:
             path = self.workdir / "htpasswd"
             path.write_text(htpasswd_lines(self.htpasswd))
             config["auth"] = {"htpasswd": {"realm": "conveyor-test", "path": str(path)}}
         if self.token is not None:
             config["auth"] = {"token": self.token.to_config()}
-        if self.notifications:
-            config["notifications"] = {
-                "events": {"includereferences": True},
-                "endpoints": [endpoint.to_config() for endpoint in self.notifications],
-            }
         return config
 
     def start(self, timeout: float = 15.0) -> RegistryServer:

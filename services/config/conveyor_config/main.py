@@ -3,8 +3,8 @@
     conveyor-config            serve gRPC (PipelineService, RunService, health, reflection)
     conveyor-config migrate    apply database migrations and exit
 
-Settings come from the environment; see `conveyor_config.settings` for the table.
-The process is assembled in `conveyor_config.app`.
+Settings come from the environment; see `conveyor_config.settings` (and the README table).
+The process is assembled in `conveyor_config.app` and run by `conveyor.lifecycle.run_until_signal`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 
-from conveyor import logs, metrics
-from conveyor.server import run_service
+from conveyor import lifecycle, logs, metrics
+from conveyor.settings import SettingsError
+from conveyor.tracing import setup as tracing_setup
 from conveyor_config.adapters.storage import migrations
 from conveyor_config.adapters.storage.engine import describe_url
 from conveyor_config.app import SERVICE, ConfigApp
@@ -24,28 +26,30 @@ from conveyor_config.settings import ConfigSettings
 log = logging.getLogger(__name__)
 
 
-async def serve(stop: asyncio.Event) -> None:
+def make_app() -> ConfigApp:
     settings = ConfigSettings.from_env()
     logs.configure(SERVICE, settings.common.log_level, settings.common.log_format)
+    tracing_setup.configure(SERVICE, settings.common.tracing)
     metrics.serve_metrics(settings.common.metrics_address)
-    service = ConfigApp(settings)
-    try:
-        await service.start()
-    except Exception as exc:
-        log.error("cannot start conveyor-config", extra={"error": str(exc)}, exc_info=True)
-        await service.stop()
-        raise SystemExit(1) from None
-    await stop.wait()
-    log.info("shutting down")
-    await service.stop()
+    return ConfigApp(settings)
 
 
-async def migrate(stop: asyncio.Event) -> None:
-    settings = ConfigSettings.from_env()
-    logs.configure(SERVICE, settings.common.log_level, settings.common.log_format)
+async def _migrate(settings: ConfigSettings) -> None:
     await migrations.upgrade(settings.database_url)
     revision = await migrations.current_revision(settings.database_url)
     log.info("database is up to date", extra={"database": describe_url(settings.database_url), "revision": revision})
+
+
+def migrate() -> int:
+    logs.configure(SERVICE)
+    try:
+        settings = ConfigSettings.from_env()
+    except SettingsError as exc:
+        print(f"{SERVICE}: {exc}", file=sys.stderr)
+        return lifecycle.EXIT_SETTINGS
+    logs.configure(SERVICE, settings.common.log_level, settings.common.log_format)
+    asyncio.run(_migrate(settings))
+    return lifecycle.EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -58,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser("serve", help="serve gRPC (the default)")
     commands.add_parser("migrate", help="apply database migrations and exit")
     args = parser.parse_args(argv)
-    run_service(SERVICE, migrate if args.command == "migrate" else serve)
+    if args.command == "migrate":
+        raise SystemExit(migrate())
+    raise SystemExit(lifecycle.run_until_signal(make_app, service=SERVICE))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge
 
 RUN_EVENTS = Counter(
     "conveyor_config_run_events_total",
-    "RunEvents handled, by outcome (stored, duplicate, no_pipeline, malformed)",
+    "RunEvents handled, by outcome (stored, duplicate, no_pipeline, deleted, malformed)",
     ["outcome"],
 )
 OUTBOX_PUBLISHED = Counter("conveyor_config_outbox_published_total", "Outbox messages published to JetStream")

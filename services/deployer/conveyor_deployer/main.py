@@ -5,23 +5,25 @@ Settings: see `conveyor_deployer.settings` (every env var with its default); the
 
 from __future__ import annotations
 
-import asyncio
 import os
 
-from conveyor import logs
-from conveyor.server import run_service
+from conveyor import lifecycle, logs
+from conveyor.tracing import setup as tracing_setup
 from conveyor_deployer.app import DeployerApp
 from conveyor_deployer.settings import SERVICE, DeployerSettings
 
+PROCESS = f"conveyor-{SERVICE}"
 
-async def serve(stop: asyncio.Event) -> None:
+
+def make_app() -> DeployerApp:
     settings = DeployerSettings.from_env()
-    logs.configure(f"conveyor-{SERVICE}", settings.common.log_level, settings.common.log_format)
-    await DeployerApp(settings, os.environ).run(stop)
+    logs.configure(PROCESS, settings.common.log_level, settings.common.log_format)
+    tracing_setup.configure(PROCESS, settings.common.tracing)
+    return DeployerApp(settings, os.environ)
 
 
 def main() -> None:
-    run_service(f"conveyor-{SERVICE}", serve)
+    raise SystemExit(lifecycle.run_until_signal(make_app, service=PROCESS))
 
 
 if __name__ == "__main__":

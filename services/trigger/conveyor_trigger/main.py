@@ -1,36 +1,33 @@
 """`conveyor-trigger`: registry webhooks and bus events in, matched deploy requests out.
 
-Settings: see `conveyor_trigger.settings` (every env var with its default).
+Settings: see `conveyor_trigger.settings` (and the README table). The process is assembled in
+`conveyor_trigger.app` and run by `conveyor.lifecycle.run_until_signal`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 
-from conveyor import logs, metrics
-from conveyor.server import run_service
+from conveyor import lifecycle, logs, metrics
+from conveyor.tracing import setup as tracing_setup
 from conveyor_trigger.app import TriggerApp
 
-log = logging.getLogger("conveyor_trigger")
+SERVICE = "conveyor-trigger"
 
 
-async def serve(stop: asyncio.Event) -> None:
+def make_app() -> TriggerApp:
+    """The app as the environment configures it (SettingsError: exit 2), logging and metrics set up."""
     app = TriggerApp.from_env(os.environ)
     common = app.settings.common
-    logs.configure("conveyor-trigger", common.log_level, common.log_format)
+    logs.configure(SERVICE, common.log_level, common.log_format)
+    tracing_setup.configure(SERVICE, common.tracing)
     metrics.serve_metrics(common.metrics_address)
-    try:
-        await app.run(stop)
-    except (ConnectionError, OSError) as exc:
-        # NATS unreachable at start, or a listen address in use: say so plainly and exit non-zero.
-        log.error("cannot start: %s", exc)
-        raise SystemExit(1) from None
+    return app
 
 
 def main() -> None:
-    run_service("conveyor-trigger", serve)
+    # NATS unreachable at start or a listen address in use: logged, exit 1; SIGTERM: the stop plan, exit 0.
+    raise SystemExit(lifecycle.run_until_signal(make_app, service=SERVICE))
 
 
 if __name__ == "__main__":

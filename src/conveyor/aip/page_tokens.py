@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -138,3 +139,14 @@ class PageTokenCodec:
         ):
             raise _invalid()
         return cursor
+
+
+def codec_from_setting(value: str | None) -> PageTokenCodec:
+    """The codec for CONVEYOR_PAGE_TOKEN_KEY: its keys, or a random per-process key (logged) when unset."""
+    if value:
+        return PageTokenCodec.from_setting(value)
+    logging.getLogger(__name__).warning(
+        "CONVEYOR_PAGE_TOKEN_KEY is not set: page tokens are signed with a random key and fail on another "
+        "replica or after a restart"
+    )
+    return PageTokenCodec.ephemeral()

@@ -61,7 +61,7 @@ registries:
 ```
 Keys per entry: host (required), scheme, username, password | password_env | password_file,
 token | token_env | token_file, ca_file, tls_verify. Configure either a username + password or a
-token, not both. Every problem in the file is reported at start-up, all at once.
+token, not both. Every problem in the file is reported at start-up, all at once, with its line.
 """
 
 from conveyor.registry.challenge import Challenge, parse_www_authenticate

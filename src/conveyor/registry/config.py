@@ -10,13 +10,15 @@ import os
 import pathlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import yaml
+import pydantic
+from pydantic_core import PydanticCustomError
 
 from conveyor.refs import DOCKER_HUB, is_valid_registry, normalize_registry
 from conveyor.settings import EnvReader, SettingsError
+from conveyor.yamlfile import YamlFileError, YamlModel, load_yaml_file
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 2
@@ -45,19 +47,6 @@ _ENV_BOOLEANS = {
     "false": False,
     "no": False,
     "off": False,
-}
-_FILE_KEYS = {
-    "host",
-    "scheme",
-    "username",
-    "password",
-    "password_env",
-    "password_file",
-    "token",
-    "token_env",
-    "token_file",
-    "ca_file",
-    "tls_verify",
 }
 
 
@@ -199,124 +188,183 @@ def _build(
     ca_file: Any,
     tls_verify: Any,
     source: str,
-    problems: list[str],
-) -> RegistryConfig | None:
-    before = len(problems)
+) -> tuple[RegistryConfig | None, list[str]]:
+    """One registry's settings, or the problems with them (without a location prefix)."""
+    problems: list[str] = []
     if not isinstance(host, str) or not host.strip():
-        problems.append(f"{source}: `host` is required (a registry host such as ghcr.io or 127.0.0.1:5000)")
-        return None
+        return None, ["`host` is required (a registry host such as ghcr.io or 127.0.0.1:5000)"]
     normalized = normalize_registry(host)
     if not is_valid_registry(normalized):
-        problems.append(f"{source}: host {host!r} is not a registry host[:port]")
+        problems.append(f"host {host!r} is not a registry host[:port]")
     scheme_value = str(scheme or "https").lower()
     if scheme_value not in ("https", "http"):
-        problems.append(f"{source}: scheme {scheme!r} must be https or http")
+        problems.append(f"scheme {scheme!r} must be https or http")
     if tls_verify is None:
         tls_verify = True
     if not isinstance(tls_verify, bool):
-        problems.append(f"{source}: tls_verify must be true or false")
+        problems.append("tls_verify must be true or false")
         tls_verify = True
     ca_path = None
     if ca_file:
         ca_path = pathlib.Path(str(ca_file)).expanduser()
         if not ca_path.is_file():
-            problems.append(f"{source}: ca_file {ca_path} does not exist")
+            problems.append(f"ca_file {ca_path} does not exist")
     credentials: Credentials = ANONYMOUS
     if token is not None and (username or password is not None):
-        problems.append(f"{source}: configure either a token or a username and password, not both")
+        problems.append("configure either a token or a username and password, not both")
     elif token is not None:
         credentials = BearerCredentials(token)
     elif username or password is not None:
         if not username or not isinstance(username, str):
-            problems.append(f"{source}: a password needs a username")
+            problems.append("a password needs a username")
         elif password is None:
-            problems.append(
-                f"{source}: username {username!r} needs a password (password, password_env or password_file)"
-            )
+            problems.append(f"username {username!r} needs a password (password, password_env or password_file)")
         else:
             credentials = BasicCredentials(username, password)
-    if len(problems) > before:
-        return None
-    return RegistryConfig(normalized, scheme_value, credentials, tls_verify, ca_path, source)
+    if problems:
+        return None, problems
+    return RegistryConfig(normalized, scheme_value, credentials, tls_verify, ca_path, source), []
 
 
-def _one_secret(
-    entry: Mapping[str, Any], kind: str, *, environ: Mapping[str, str], label: str, problems: list[str], file: str
-) -> Secret | None:
-    """`kind`, `kind_env` or `kind_file` of a file entry (at most one)."""
-    given = [key for key in (kind, f"{kind}_env", f"{kind}_file") if entry.get(key) not in (None, "")]
-    if len(given) > 1:
-        problems.append(f"{label}: set only one of {', '.join(given)}")
-        return None
-    if not given:
-        return None
-    key = given[0]
-    value = str(entry[key])
-    if key == kind:
-        return Secret(f"the inline `{kind}` in {file}", value)
-    if key.endswith("_env"):
-        secret = environ.get(value, "").strip()
-        if not secret:
-            problems.append(f"{label}: {key} names environment variable {value}, which is not set")
+# --- CONVEYOR_REGISTRIES_FILE -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ListedTwice:
+    """Stands in for an entry whose host an earlier entry already configures."""
+
+    host: str
+
+
+def _invalid(problems: list[str]) -> pydantic.ValidationError:
+    """Several problems of one entry, each on its own line at the entry's place (pydantic merges a
+    ValidationError raised by a validator into the one it is building)."""
+    return pydantic.ValidationError.from_exception_data(
+        "registry",
+        [
+            {"type": PydanticCustomError("registry", "{problem}", {"problem": problem}), "loc": (), "input": None}
+            for problem in problems
+        ],
+    )
+
+
+class _FileEntry(YamlModel):
+    """One `registries[]` entry. `host` is checked by the validator, so its message stays the one
+    the environment variables get too."""
+
+    # A numeric password or username in YAML is still meant as text.
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    host: str | None = None
+    scheme: str | None = None
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    token: str | None = None
+    token_env: str | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    tls_verify: pydantic.StrictBool | None = None
+
+    _config: RegistryConfig | None = pydantic.PrivateAttr(default=None)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _known_keys_once(cls, data: Any) -> Any:
+        if isinstance(data, _ListedTwice):
+            raise ValueError(f"registry {data.host} is listed twice")
+        if isinstance(data, dict):
+            unknown = ", ".join(sorted(map(str, set(data) - set(cls.model_fields))))
+            if unknown:
+                raise ValueError(f"unknown keys {unknown} (known: {', '.join(sorted(cls.model_fields))})")
+        return data
+
+    @pydantic.model_validator(mode="after")
+    def _usable(self, info: pydantic.ValidationInfo) -> _FileEntry:
+        context = info.context or {}
+        environ: Mapping[str, str] = context.get("environ", {})
+        file = str(context.get("file", "the registries file"))
+        problems: list[str] = []
+        password = self._secret("password", environ, file, problems)
+        token = self._secret("token", environ, file, problems)
+        if problems:
+            raise _invalid(problems)
+        config, problems = _build(
+            host=self.host,
+            scheme=self.scheme,
+            username=self.username,
+            password=password,
+            token=token,
+            ca_file=self.ca_file,
+            tls_verify=self.tls_verify,
+            source="",
+        )
+        if config is None:
+            raise _invalid(problems)
+        self._config = config
+        return self
+
+    def _secret(self, kind: str, environ: Mapping[str, str], file: str, problems: list[str]) -> Secret | None:
+        """`kind`, `kind_env` or `kind_file` (at most one)."""
+        keys = (kind, f"{kind}_env", f"{kind}_file")
+        given = [(key, value) for key in keys if (value := getattr(self, key)) not in (None, "")]
+        if len(given) > 1:
+            problems.append(f"set only one of {', '.join(key for key, _ in given)}")
             return None
-        return Secret(f"environment variable {value}", secret)
-    return _secret_from_file(value, f"{label}: {key}", problems)
+        if not given:
+            return None
+        key, value = given[0]
+        if key == kind:
+            return Secret(f"the inline `{kind}` in {file}", value)
+        if key.endswith("_env"):
+            secret = environ.get(value, "").strip()
+            if not secret:
+                problems.append(f"{key} names environment variable {value}, which is not set")
+                return None
+            return Secret(f"environment variable {value}", secret)
+        return _secret_from_file(value, key, problems)
+
+    def config(self, source: str) -> RegistryConfig:
+        assert self._config is not None  # set by the validator
+        return replace(self._config, source=source)
+
+
+class _RegistriesFile(YamlModel):
+    registries: list[_FileEntry] = []
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("registries", []), list):
+            raise ValueError("expected a mapping with a `registries` list")
+        unknown = set(data) - {"registries"}
+        if unknown:
+            raise ValueError(f"unknown keys {', '.join(sorted(map(str, unknown)))} (known: registries)")
+        # A host listed twice is reported at its second entry, which is then not checked further.
+        entries: list[Any] = []
+        seen: set[str] = set()
+        for entry in data.get("registries", []):
+            host = entry.get("host") if isinstance(entry, dict) else None
+            if isinstance(host, str) and host.strip() and not set(entry) - set(_FileEntry.model_fields):
+                normalized = normalize_registry(host)
+                entries.append(_ListedTwice(normalized) if normalized in seen else entry)
+                seen.add(normalized)
+            else:
+                entries.append(entry)
+        return {"registries": entries}
 
 
 def _read_file(path: pathlib.Path, environ: Mapping[str, str], problems: list[str]) -> list[RegistryConfig]:
     label = f"CONVEYOR_REGISTRIES_FILE={path}"
     try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        problems.append(f"{label}: cannot read: {exc.strerror or exc}")
-        return []
-    except yaml.YAMLError as exc:
-        problems.append(f"{label}: not valid YAML: {exc}")
-        return []
-    if document is None:
-        return []
-    if not isinstance(document, dict) or not isinstance(document.get("registries", []), list):
-        problems.append(f"{label}: expected a mapping with a `registries` list")
-        return []
-    unknown_top = set(document) - {"registries"}
-    if unknown_top:
-        problems.append(f"{label}: unknown keys {', '.join(sorted(unknown_top))}")
-    configs: list[RegistryConfig] = []
-    seen: set[str] = set()
-    for position, entry in enumerate(document.get("registries") or []):
-        where = f"{path}: registries[{position}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: expected a mapping with at least `host`")
-            continue
-        unknown = set(entry) - _FILE_KEYS
-        if unknown:
-            problems.append(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}")
-            continue
-        host = entry.get("host")
-        if isinstance(host, str) and host.strip():
-            if normalize_registry(host) in seen:
-                problems.append(f"{where}: registry {normalize_registry(host)} is listed twice")
-                continue
-            seen.add(normalize_registry(host))
-        before = len(problems)
-        password = _one_secret(entry, "password", environ=environ, label=where, problems=problems, file=str(path))
-        token = _one_secret(entry, "token", environ=environ, label=where, problems=problems, file=str(path))
-        if len(problems) > before:
-            continue
-        config = _build(
-            host=entry.get("host"),
-            scheme=entry.get("scheme"),
-            username=entry.get("username"),
-            password=password,
-            token=token,
-            ca_file=entry.get("ca_file"),
-            tls_verify=entry.get("tls_verify"),
-            source=where,
-            problems=problems,
+        document = load_yaml_file(
+            path, _RegistriesFile, where=label, what="registries file", context={"environ": environ, "file": str(path)}
         )
-        if config is not None:
-            configs.append(config)
-    return configs
+    except YamlFileError as exc:
+        problems.extend(f"{label}: {problem}" for problem in exc.problems)
+        return []
+    return [entry.config(f"{path}: registries[{position}]") for position, entry in enumerate(document.registries)]
 
 
 def _read_env(environ: Mapping[str, str], problems: list[str]) -> list[RegistryConfig]:
@@ -356,7 +404,7 @@ def _read_env(environ: Mapping[str, str], problems: list[str]) -> list[RegistryC
         if len(problems) > before:
             continue
         tls_verify: Any = _ENV_BOOLEANS.get(fields.get("TLS_VERIFY", "true").lower(), fields.get("TLS_VERIFY"))
-        config = _build(
+        config, found = _build(
             host=fields["HOST"],
             scheme=fields.get("SCHEME"),
             username=fields.get("USERNAME"),
@@ -365,9 +413,9 @@ def _read_env(environ: Mapping[str, str], problems: list[str]) -> list[RegistryC
             ca_file=fields.get("CA_FILE"),
             tls_verify=tls_verify,
             source=where,
-            problems=problems,
         )
         if config is None:
+            problems.extend(f"{where}: {problem}" for problem in found)
             continue
         if any(other.host == config.host for other in configs):
             problems.append(f"{where}: registry {config.host} is configured by another {_ENV_PREFIX}<ID>_HOST too")

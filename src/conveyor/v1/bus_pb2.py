@@ -27,7 +27,7 @@ from conveyor.v1 import run_pb2 as conveyor_dot_v1_dot_run__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63onveyor/v1/bus.proto\x12\x0b\x63onveyor.v1\x1a\x1a\x63onveyor/v1/pipeline.proto\x1a\x15\x63onveyor/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\x0bImagePushed\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08registry\x18\x02 \x01(\t\x12\x12\n\nrepository\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x12\n\nmedia_type\x18\x06 \x01(\t\x12(\n\x06origin\x18\x07 \x01(\x0e\x32\x18.conveyor.v1.ImageOrigin\x12-\n\tpushed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12\x15\n\rsource_format\x18\n \x01(\t\"\xe2\x01\n\x0f\x44\x65ployRequested\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\'\n\x08pipeline\x18\x02 \x01(\x0b\x32\x15.conveyor.v1.Pipeline\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12)\n\x07trigger\x18\x06 \x01(\x0e\x32\x18.conveyor.v1.Run.Trigger\x12\x30\n\x0crequested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\t\"\xc0\x02\n\x08RunEvent\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.conveyor.v1.Run.State\x12-\n\x0blog_entries\x18\x05 \x03(\x0b\x32\x18.conveyor.v1.RunLogEntry\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x16\n\x0eprevious_image\x18\x07 \x01(\t\x12)\n\x07trigger\x18\x08 \x01(\x0e\x32\x18.conveyor.v1.Run.Trigger\x12\r\n\x05image\x18\t \x01(\t\x12\x0b\n\x03tag\x18\n \x01(\t\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\x12\x17\n\x0fsource_event_id\x18\x0c \x01(\t\"\xe2\x01\n\x0fPipelineChanged\x12\x33\n\x06\x63hange\x18\x01 \x01(\x0e\x32#.conveyor.v1.PipelineChanged.Change\x12\'\n\x08pipeline\x18\x02 \x01(\x0b\x32\x15.conveyor.v1.Pipeline\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07UPDATED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63onveyor/v1/bus.proto\x12\x0b\x63onveyor.v1\x1a\x1a\x63onveyor/v1/pipeline.proto\x1a\x15\x63onveyor/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\x0bImagePushed\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08registry\x18\x02 \x01(\t\x12\x12\n\nrepository\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x12\n\nmedia_type\x18\x06 \x01(\t\x12(\n\x06origin\x18\x07 \x01(\x0e\x32\x18.conveyor.v1.ImageOrigin\x12-\n\tpushed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12\x15\n\rsource_format\x18\n \x01(\t\"\x91\x02\n\x0f\x44\x65ployRequested\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\'\n\x08pipeline\x18\x02 \x01(\x0b\x32\x15.conveyor.v1.Pipeline\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12)\n\x07trigger\x18\x06 \x01(\x0e\x32\x18.conveyor.v1.Run.Trigger\x12\x30\n\x0crequested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x08 \x01(\t\x12-\n\tpushed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc0\x02\n\x08RunEvent\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.conveyor.v1.Run.State\x12-\n\x0blog_entries\x18\x05 \x03(\x0b\x32\x18.conveyor.v1.RunLogEntry\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x16\n\x0eprevious_image\x18\x07 \x01(\t\x12)\n\x07trigger\x18\x08 \x01(\x0e\x32\x18.conveyor.v1.Run.Trigger\x12\r\n\x05image\x18\t \x01(\t\x12\x0b\n\x03tag\x18\n \x01(\t\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\x12\x17\n\x0fsource_event_id\x18\x0c \x01(\t\"\xe2\x01\n\x0fPipelineChanged\x12\x33\n\x06\x63hange\x18\x01 \x01(\x0e\x32#.conveyor.v1.PipelineChanged.Change\x12\'\n\x08pipeline\x18\x02 \x01(\x0b\x32\x15.conveyor.v1.Pipeline\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07UPDATED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGEPUSHED']._serialized_start=123
   _globals['_IMAGEPUSHED']._serialized_end=368
   _globals['_DEPLOYREQUESTED']._serialized_start=371
-  _globals['_DEPLOYREQUESTED']._serialized_end=597
-  _globals['_RUNEVENT']._serialized_start=600
-  _globals['_RUNEVENT']._serialized_end=920
-  _globals['_PIPELINECHANGED']._serialized_start=923
-  _globals['_PIPELINECHANGED']._serialized_end=1149
-  _globals['_PIPELINECHANGED_CHANGE']._serialized_start=1078
-  _globals['_PIPELINECHANGED_CHANGE']._serialized_end=1149
+  _globals['_DEPLOYREQUESTED']._serialized_end=644
+  _globals['_RUNEVENT']._serialized_start=647
+  _globals['_RUNEVENT']._serialized_end=967
+  _globals['_PIPELINECHANGED']._serialized_start=970
+  _globals['_PIPELINECHANGED']._serialized_end=1196
+  _globals['_PIPELINECHANGED_CHANGE']._serialized_start=1125
+  _globals['_PIPELINECHANGED_CHANGE']._serialized_end=1196
 # @@protoc_insertion_point(module_scope)

@@ -37,7 +37,7 @@ class ImagePushed(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., registry: _Optional[str] = ..., repository: _Optional[str] = ..., tag: _Optional[str] = ..., digest: _Optional[str] = ..., media_type: _Optional[str] = ..., origin: _Optional[_Union[_pipeline_pb2.ImageOrigin, str]] = ..., pushed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., source_format: _Optional[str] = ...) -> None: ...
 
 class DeployRequested(_message.Message):
-    __slots__ = ("run", "pipeline", "image", "tag", "digest", "trigger", "requested_at", "event_id")
+    __slots__ = ("run", "pipeline", "image", "tag", "digest", "trigger", "requested_at", "event_id", "pushed_at")
     RUN_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class DeployRequested(_message.Message):
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PUSHED_AT_FIELD_NUMBER: _ClassVar[int]
     run: str
     pipeline: _pipeline_pb2.Pipeline
     image: str
@@ -54,7 +55,8 @@ class DeployRequested(_message.Message):
     trigger: _run_pb2.Run.Trigger
     requested_at: _timestamp_pb2.Timestamp
     event_id: str
-    def __init__(self, run: _Optional[str] = ..., pipeline: _Optional[_Union[_pipeline_pb2.Pipeline, _Mapping]] = ..., image: _Optional[str] = ..., tag: _Optional[str] = ..., digest: _Optional[str] = ..., trigger: _Optional[_Union[_run_pb2.Run.Trigger, str]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[str] = ...) -> None: ...
+    pushed_at: _timestamp_pb2.Timestamp
+    def __init__(self, run: _Optional[str] = ..., pipeline: _Optional[_Union[_pipeline_pb2.Pipeline, _Mapping]] = ..., image: _Optional[str] = ..., tag: _Optional[str] = ..., digest: _Optional[str] = ..., trigger: _Optional[_Union[_run_pb2.Run.Trigger, str]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[str] = ..., pushed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("run", "event_id", "time", "state", "log_entries", "error", "previous_image", "trigger", "image", "tag", "digest", "source_event_id")

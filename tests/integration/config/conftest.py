@@ -25,7 +25,7 @@ from conveyor_config.app import ConfigApp
 from conveyor_config.settings import ConfigSettings
 from tests.support.nats_server import NatsServer
 
-TABLES = ("outbox", "request_ids", "run_event_ids", "run_logs", "runs", "pipelines")
+TABLES = ("outbox", "request_ids", "run_event_ids", "run_logs", "run_tombstones", "runs", "pipelines")
 
 
 def _run_in_thread(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -38,34 +38,50 @@ def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def _pg_admin(postgres_url: str, statement: str) -> None:
+    try:
+        conn = await asyncpg.connect(_asyncpg_dsn(postgres_url), timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise RuntimeError(
+            f"PostgreSQL is required for these tests and is not reachable at {postgres_url}: {exc}"
+        ) from exc
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """The URL of a new, empty database on the real PostgreSQL, dropped afterwards."""
+    name = f"conveyor_config_test_{secrets.token_hex(4)}"
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    _run_in_thread(lambda: _pg_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield url
+    finally:
+        _run_in_thread(lambda: _pg_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def config_pg_url(postgres_url: str) -> Iterator[str]:
     """A database of our own on the real PostgreSQL for this test session, migrated, dropped at the end.
 
     Fails (never skips) when PostgreSQL is down.
     """
-    name = f"conveyor_config_test_{secrets.token_hex(4)}"
-    admin_dsn = _asyncpg_dsn(postgres_url)
-
-    async def admin(statement: str) -> None:
-        try:
-            conn = await asyncpg.connect(admin_dsn, timeout=10)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise RuntimeError(
-                f"PostgreSQL is required for these tests and is not reachable at {postgres_url}: {exc}"
-            ) from exc
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    _run_in_thread(lambda: admin(f'CREATE DATABASE "{name}"'))
-    try:
+    with pg_database(postgres_url) as url:
         _run_in_thread(lambda: migrations.upgrade(url))
         yield url
-    finally:
-        _run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[str]:
+    """A database with no tables yet (for migration tests): a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    with pg_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
 
 
 async def truncate_tables(url: str) -> None:

@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from conveyor import bus
-from conveyor.v1 import bus_pb2, pipeline_pb2, pipeline_service_pb2
+from conveyor.v1 import bus_pb2, pipeline_pb2, pipeline_service_pb2, run_service_pb2
 from conveyor.v1.run_pb2 import RunLogEntry as Entry
 from tests.integration.config.conftest import Clients
 from tests.unit.config.samples import sample_pipeline
@@ -51,6 +51,24 @@ async def deploy_requests(js: JetStreamContext) -> list[tuple[str, bus_pb2.Deplo
         (msg_id, bus.decode(bus_pb2.DeployRequested, data))
         for msg_id, data in await stream_messages(js, bus.DEPLOY_REQUESTS_STREAM)
     ]
+
+
+async def run_state(clients: Clients, name: str) -> int:
+    """The run's state; an AssertionError (so `eventually` retries) while it is not stored yet."""
+    try:
+        run = await clients.runs.GetRun(run_service_pb2.GetRunRequest(name=name))
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() != grpc.StatusCode.NOT_FOUND, f"{name} not stored yet"
+        raise
+    return int(run.state)
+
+
+async def settled(js: JetStreamContext) -> None:
+    """Every RunEvent published so far was handled and settled (acked or terminated)."""
+    info = await js.consumer_info(bus.RUN_EVENTS_STREAM, bus.CONFIG_RUN_EVENTS_DURABLE)
+    stream = await js.stream_info(bus.RUN_EVENTS_STREAM)
+    assert info.delivered.stream_seq == stream.state.last_seq
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
 
 
 async def publish_event(js: JetStreamContext, event: bus_pb2.RunEvent, msg_id: str | None = None) -> bool:

@@ -7,11 +7,17 @@ import subprocess
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from conveyor_config.adapters.storage import migrations
+from conveyor.names import RunName
+from conveyor.v1.run_pb2 import Run
+from conveyor_config.adapters.storage import SqlStore, migrations
 from conveyor_config.adapters.storage.engine import open_database
-from conveyor_config.adapters.storage.schema import metadata
+from conveyor_config.adapters.storage.schema import metadata, pipelines, runs
+from conveyor_config.domain.outcomes import EventOutcome
+from conveyor_config.domain.runs import LOG_PHASE_OUTCOME, LOG_PHASE_PROGRESS
+from conveyor_config.usecases.ports import LogPosition
+from tests.integration.config.test_config_storage import NOW_US, event, new_pipeline, stamp
 from tests.support.procs import console_script
 
 
@@ -50,6 +56,57 @@ async def test_fresh_sqlite_file_and_its_directory_are_created(tmp_path: pathlib
         await database.dispose()
     assert {"pipelines", "runs", "run_logs", "run_event_ids", "request_ids", "outbox", "alembic_version"} <= tables
     assert journal == "wal"
+
+
+async def test_0003_orders_existing_log_entries_by_their_time(empty_database_url: str) -> None:
+    url = empty_database_url
+    await migrations.upgrade(url, "0002")
+    pipeline = new_pipeline("web")
+    database = open_database(url)
+    try:
+        async with database.write_engine.begin() as conn:
+            await conn.execute(
+                pipelines.insert().values(
+                    id="web", registry="r", repository="a", cluster="c", namespace="n", workload="w",
+                    disabled=False, body=pipeline.SerializeToString(), etag="e", create_time_us=NOW_US,
+                    update_time_us=NOW_US,
+                )
+            )  # fmt: skip
+            await conn.execute(
+                runs.insert().values(
+                    pipeline_id="web", run_id="r1", trigger=Run.PUSH, state=Run.RUNNING, image="r/a:v1", tag="v1",
+                    digest="", previous_image="", error="", event_id="", create_time_us=NOW_US,
+                    update_time_us=NOW_US, log_count=3,
+                )
+            )  # fmt: skip
+            for seq, time_us in enumerate((NOW_US + 30, NOW_US + 10, NOW_US + 20)):
+                await conn.execute(
+                    text(
+                        "INSERT INTO run_logs (pipeline_id, run_id, seq, time_us, level, step, message) "
+                        "VALUES ('web', 'r1', :seq, :time_us, 2, 'deploy', :message)"
+                    ),
+                    {"seq": seq, "time_us": time_us, "message": f"arrived {seq}"},
+                )
+    finally:
+        await database.dispose()
+
+    await migrations.upgrade(url)
+    assert await schema_differences(url) == []
+    database = open_database(url)
+    try:
+        store = SqlStore(database)
+        name = RunName("web", "r1")
+        done = event("pipelines/web/runs/r1", "done", Run.SUCCEEDED, "rollout complete", time=stamp(NOW_US + 1))
+        assert await store.apply_run_event(name, "done", done, stamp(NOW_US + 40)) is EventOutcome.STORED
+        logs = await store.read_run_logs(name, range(10), limit=10)
+    finally:
+        await database.dispose()
+    assert [(position, entry.message) for position, entry in logs] == [
+        (LogPosition(LOG_PHASE_PROGRESS, NOW_US + 10, 1), "arrived 1"),
+        (LogPosition(LOG_PHASE_PROGRESS, NOW_US + 20, 2), "arrived 2"),
+        (LogPosition(LOG_PHASE_PROGRESS, NOW_US + 30, 0), "arrived 0"),
+        (LogPosition(LOG_PHASE_OUTCOME, NOW_US + 1, 3), "rollout complete"),
+    ]
 
 
 def test_migrate_command(tmp_path: pathlib.Path) -> None:

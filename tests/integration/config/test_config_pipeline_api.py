@@ -10,6 +10,7 @@ from google.protobuf import field_mask_pb2
 from nats.aio.client import Client as NATS
 
 from conveyor import bus
+from conveyor.aip import ids
 from conveyor.errors import FieldViolation, field_violations
 from conveyor.v1 import bus_pb2, pipeline_pb2, pipeline_service_pb2, pipeline_service_pb2_grpc
 from conveyor_config.app import ConfigApp
@@ -50,7 +51,9 @@ async def test_create_generates_an_id_and_ignores_output_only_fields(clients: Cl
     pipeline.create_time.seconds = 1
     created = await clients.pipelines.CreatePipeline(Create(pipeline=pipeline))
     pipeline_id = created.name.removeprefix("pipelines/")
-    assert len(pipeline_id) == 26 and pipeline_id.isalnum()
+    # "p" and a lowercase ULID (26 characters): a valid id, unlike a bare ULID that may start with a digit.
+    assert len(pipeline_id) == 27 and pipeline_id.isalnum() and pipeline_id.startswith("p")
+    ids.validate_id(pipeline_id)
     assert created.etag != "forged" and created.create_time.seconds > 1
 
 
@@ -147,6 +150,44 @@ async def test_list_pages_filters_and_total_size(clients: Clients) -> None:
     assert prod.total_size == 3 and not prod.next_page_token
 
 
+async def test_page_tokens_are_signed_with_the_key_every_replica_shares(
+    start_config: StartConfig, tmp_path: pathlib.Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    key = {"CONVEYOR_PAGE_TOKEN_KEY": "a" * 32}
+    first = await start_config(database_url=url, env=key)
+    second = await start_config(database_url=url, env=key)
+    rotated = await start_config(database_url=url, env={"CONVEYOR_PAGE_TOKEN_KEY": f"{'b' * 32},{'a' * 32}"})
+    other = await start_config(database_url=url, env={"CONVEYOR_PAGE_TOKEN_KEY": "c" * 32})
+    async with (
+        connected(first.address) as one,
+        connected(second.address) as two,
+        connected(rotated.address) as three,
+        connected(other.address) as four,
+    ):
+        for index in range(3):
+            await create_pipeline(one, f"p{index}")
+        page = await one.pipelines.ListPipelines(ListRequest(page_size=1))
+        assert [p.name for p in page.pipelines] == ["pipelines/p0"]
+        following = await two.pipelines.ListPipelines(ListRequest(page_size=1, page_token=page.next_page_token))
+        assert [p.name for p in following.pipelines] == ["pipelines/p1"]
+        # A replica whose previous key is the old one still takes it; its own tokens use the new key.
+        rotated_page = await three.pipelines.ListPipelines(ListRequest(page_size=1, page_token=page.next_page_token))
+        assert [p.name for p in rotated_page.pipelines] == ["pipelines/p1"]
+        await rpc_error(
+            one.pipelines.ListPipelines(ListRequest(page_size=1, page_token=rotated_page.next_page_token)),
+            Code.INVALID_ARGUMENT,
+        )
+        error = await rpc_error(
+            four.pipelines.ListPipelines(ListRequest(page_size=1, page_token=page.next_page_token)),
+            Code.INVALID_ARGUMENT,
+        )
+        assert [v.field for v in field_violations(error)] == ["page_token"]
+        # An edited token (its cursor changed by a client) fails the signature check.
+        forged = page.next_page_token[:-2] + ("AA" if not page.next_page_token.endswith("AA") else "BB")
+        await rpc_error(one.pipelines.ListPipelines(ListRequest(page_token=forged)), Code.INVALID_ARGUMENT)
+
+
 async def test_list_rejects_bad_filters_and_tokens(clients: Clients) -> None:
     for index in range(3):
         await create_pipeline(clients, f"p{index}")
@@ -228,6 +269,24 @@ async def test_update_star_replaces_everything_but_output_only_fields(clients: C
     ignored = pipeline_pb2.Pipeline(name="pipelines/web", create_time=created.update_time)
     after = await clients.pipelines.UpdatePipeline(Update(pipeline=ignored, update_mask=mask("create_time")))
     assert after.create_time == created.create_time  # output only: ignored, not an error
+
+
+async def test_update_without_a_mask_changes_only_the_fields_set(clients: Clients) -> None:
+    """AIP-134: no mask means the fields the request sets (before issue 9 it meant `*`)."""
+    created = await create_pipeline(clients, "web", description="kept")
+    patch = pipeline_pb2.Pipeline(
+        name="pipelines/web", etag=created.etag, display_name="renamed", target=pipeline_pb2.Target(workload="backend")
+    )
+    updated = await clients.pipelines.UpdatePipeline(Update(pipeline=patch))
+    assert (updated.display_name, updated.target.workload) == ("renamed", "backend")
+    assert updated.description == "kept"
+    assert updated.target.cluster == created.target.cluster and updated.source == created.source
+    assert updated.options == created.options and updated.etag != created.etag
+    # A present but empty mask is the same as none.
+    again = pipeline_pb2.Pipeline(name="pipelines/web", description="changed")
+    assert (
+        await clients.pipelines.UpdatePipeline(Update(pipeline=again, update_mask=mask()))
+    ).display_name == "renamed"
 
 
 async def test_update_errors(clients: Clients) -> None:

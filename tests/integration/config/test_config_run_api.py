@@ -418,3 +418,42 @@ async def test_followers_are_told_to_reconnect_when_the_service_stops(start_conf
             await asyncio.wait_for(follower, 10)
         assert error.value.code() == Code.UNAVAILABLE
         assert asyncio.get_running_loop().time() - started < 10  # not held for the whole grace period
+
+
+class SlowResolver:
+    """Holds StartPipeline in the registry lookup for `delay` seconds (an RPC in flight at SIGTERM)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.entered = asyncio.Event()
+
+    async def resolve_digest(self, registry: str, repository: str, reference: str) -> str:
+        self.entered.set()
+        await asyncio.sleep(self.delay)
+        return DIGEST
+
+
+async def test_stop_drains_in_flight_rpcs_then_flushes_the_outbox_then_nats(
+    start_config: StartConfig, nc: NATS
+) -> None:
+    """Stop stages in order: no new calls, the call in flight finishes, its DeployRequested is published."""
+    resolver = SlowResolver(delay=1.0)
+    service = await start_config(resolver=resolver, env={"CONVEYOR_CONFIG_SHUTDOWN_GRACE": "5s"})
+    async with connected(service.address) as clients:
+        await create_pipeline(clients, "web")
+        in_flight = asyncio.ensure_future(clients.pipelines.StartPipeline(Start(name="pipelines/web", tag="v1")))
+        await resolver.entered.wait()
+        started = asyncio.get_running_loop().time()
+        stopping = asyncio.create_task(service.stop())
+        await asyncio.sleep(0.2)
+        # Past not_serving and stop_accepting: a new call is refused while the one in flight goes on.
+        late = clients.pipelines.GetPipeline(pipeline_service_pb2.GetPipelineRequest(name="pipelines/web"))
+        await rpc_error(late, Code.UNAVAILABLE)
+        run = await in_flight
+        await stopping
+    assert run.digest == DIGEST
+    assert asyncio.get_running_loop().time() - started < service.shutdown_plan.total
+    # Published by the relay's last flush before NATS was drained.
+    [(msg_id, request)] = await deploy_requests(nc.jetstream())
+    assert (msg_id, request.digest) == (run.name, DIGEST)
+    assert service.nc is not None and service.nc.is_closed

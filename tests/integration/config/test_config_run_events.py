@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import grpc
+from grpc_health.v1 import health_pb2
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
+from nats.js import api as js_api
 from prometheus_client import REGISTRY
 
 from conveyor import bus
 from conveyor.v1 import bus_pb2, run_service_pb2
 from conveyor.v1.run_pb2 import Run
-from conveyor_config.app import ConfigApp
+from conveyor_config.app import RUN_EVENTS, ConfigApp
 from tests.integration.config.conftest import Clients, StartConfig, connected, truncate_tables
-from tests.integration.config.support import create_pipeline, publish_event, rpc_error, run_event
+from tests.integration.config.support import create_pipeline, publish_event, rpc_error, run_event, settled
 from tests.support.net import eventually
 
 RUN = "pipelines/web/runs/01jq4ezk5y8v6p1x0m3d2c7b9a"
@@ -20,14 +21,6 @@ RUN = "pipelines/web/runs/01jq4ezk5y8v6p1x0m3d2c7b9a"
 
 def run_events_counted(outcome: str) -> float:
     return REGISTRY.get_sample_value("conveyor_config_run_events_total", {"outcome": outcome}) or 0.0
-
-
-async def settled(js: JetStreamContext) -> None:
-    """Every message published so far was handled and settled (acked or terminated)."""
-    info = await js.consumer_info(bus.RUN_EVENTS_STREAM, bus.CONFIG_RUN_EVENTS_DURABLE)
-    stream = await js.stream_info(bus.RUN_EVENTS_STREAM)
-    assert info.delivered.stream_seq == stream.state.last_seq
-    assert (info.num_pending, info.num_ack_pending) == (0, 0)
 
 
 async def get_run(clients: Clients, name: str = RUN) -> Run:
@@ -129,7 +122,8 @@ async def test_late_events_never_move_a_finished_run_back(clients: Clients, nc: 
     await eventually(lambda: settled(js))
     after = await get_run(clients)
     assert after == before  # state, times and error untouched
-    assert await messages(clients) == ["rollout complete", "late: patching", "late: queued"]
+    # Logged at their place, not on arrival: QUEUED first, the run's outcome last.
+    assert await messages(clients) == ["late: queued", "late: patching", "rollout complete"]
 
 
 async def test_bad_messages_are_terminated_counted_and_do_not_stop_the_consumer(clients: Clients, nc: NATS) -> None:
@@ -177,3 +171,40 @@ async def test_events_are_consumed_on_postgresql_and_survive_a_restart(
         await eventually(failed)
         await eventually(lambda: settled(js))
         assert await messages(clients) == ["one", "two"]
+
+
+async def health_status(clients: Clients) -> int:
+    return int((await clients.health.Check(health_pb2.HealthCheckRequest())).status)
+
+
+async def test_a_crashing_consumer_is_restarted_and_health_reflects_it(start_config: StartConfig, nc: NATS) -> None:
+    """The durable consumer cannot be bound (another config holds its name): NOT_SERVING until it can."""
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    # The same durable name with a deliver policy the service's spec cannot switch to: binding fails.
+    conflicting = js_api.ConsumerConfig(
+        durable_name=bus.CONFIG_RUN_EVENTS_DURABLE,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        deliver_policy=js_api.DeliverPolicy.NEW,
+        filter_subject=bus.RUN_EVENTS_SUBJECT,
+    )
+    await js.add_consumer(bus.RUN_EVENTS_STREAM, conflicting)
+    service = await start_config()
+    async with connected(service.address) as clients:
+
+        async def not_serving() -> None:
+            assert await health_status(clients) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert service.consumers_down == {RUN_EVENTS}
+
+        await eventually(not_serving)
+        await create_pipeline(clients, "web")  # the API itself still answers
+        await js.delete_consumer(bus.RUN_EVENTS_STREAM, bus.CONFIG_RUN_EVENTS_DURABLE)
+
+        async def serving() -> None:
+            assert await health_status(clients) == health_pb2.HealthCheckResponse.SERVING
+            assert service.consumers_down == set()
+
+        await eventually(serving, timeout=40)  # the restart backoff is jittered, at most 30 s
+        await publish_event(js, run_event(RUN, "after-restart", Run.QUEUED, "queued", trigger=Run.PUSH))
+        assert (await eventually(lambda: stored_run(clients))).state == Run.QUEUED
+        assert await health_status(clients) == health_pb2.HealthCheckResponse.SERVING

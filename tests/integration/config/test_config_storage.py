@@ -14,8 +14,8 @@ from conveyor_config.adapters.storage import SqlStore
 from conveyor_config.adapters.storage.engine import open_database
 from conveyor_config.adapters.storage.schema import metadata
 from conveyor_config.domain import pipelines
-from conveyor_config.domain.filters import PipelineFilter
 from conveyor_config.domain.outcomes import CreateOutcome, DeleteOutcome, EventOutcome, StartOutcome
+from conveyor_config.domain.queries import PipelineFilter
 from conveyor_config.usecases.ports import NewOutboxMessage, RequestRecord
 from tests.unit.config.samples import CHINESE_DESCRIPTION, sample_pipeline
 
@@ -150,20 +150,20 @@ async def test_replace_is_compare_and_set_on_the_etag(store: SqlStore) -> None:
 
 async def test_delete_pipeline_outcomes_and_cascade(store: SqlStore) -> None:
     pipeline = await add_pipeline(store, "web")
-    assert await store.delete_pipeline("missing", "") == (DeleteOutcome.NOT_FOUND, [])
-    assert await store.delete_pipeline("web", "stale") == (DeleteOutcome.STALE_ETAG, [])
+    assert await store.delete_pipeline("missing", "", stamp(NOW_US)) == (DeleteOutcome.NOT_FOUND, [])
+    assert await store.delete_pipeline("web", "stale", stamp(NOW_US)) == (DeleteOutcome.STALE_ETAG, [])
 
     run = await add_run(store, pipeline, "r1")
-    outcome, active = await store.delete_pipeline("web", pipeline.etag)
+    outcome, active = await store.delete_pipeline("web", pipeline.etag, stamp(NOW_US))
     assert outcome is DeleteOutcome.ACTIVE_RUNS and active == [run.name]
 
     name = RunName("web", "r1")
     assert await store.apply_run_event(name, "e1", event(run.name, "e1", Run.SUCCEEDED, "done"), stamp(NOW_US)) == (
         EventOutcome.STORED
     )
-    assert await store.delete_pipeline("web", pipeline.etag) == (DeleteOutcome.DELETED, [])
+    assert await store.delete_pipeline("web", pipeline.etag, stamp(NOW_US)) == (DeleteOutcome.DELETED, [])
     assert await store.get_run(name) is None
-    assert await store.read_run_logs(name, 0, 100) == []
+    assert await store.read_run_logs(name, range(100), limit=100) == []
     # Its event ids went too: a new pipeline with the same id starts from a clean slate.
     fresh = await add_pipeline(store, "web")
     await add_run(store, fresh, "r1", entries=0)
@@ -179,7 +179,7 @@ async def test_start_run_stores_run_logs_and_outbox_row(store: SqlStore) -> None
     pipeline = await add_pipeline(store, "web")
     run = await add_run(store, pipeline, "r1", entries=2)
     assert await store.get_run(RunName("web", "r1")) == run
-    assert [e.message for _, e in await store.read_run_logs(RunName("web", "r1"), 0, 10)] == ["m0", "m1"]
+    assert [e.message for _, e in await store.read_run_logs(RunName("web", "r1"), range(10), limit=10)] == ["m0", "m1"]
     [message] = await store.due_outbox(NOW_US, 10)
     assert (message.msg_id, message.payload, message.attempts) == (run.name, b"payload-r1", 0)
     assert await store.outbox_pending() == 1
@@ -258,11 +258,11 @@ async def test_delete_run_only_when_finished(store: SqlStore) -> None:
     pipeline = await add_pipeline(store, "web")
     run = await add_run(store, pipeline, "r1")
     name = RunName("web", "r1")
-    assert await store.delete_run(RunName("web", "zz")) is DeleteOutcome.NOT_FOUND
-    assert await store.delete_run(name) is DeleteOutcome.NOT_TERMINAL
+    assert await store.delete_run(RunName("web", "zz"), stamp(NOW_US)) is DeleteOutcome.NOT_FOUND
+    assert await store.delete_run(name, stamp(NOW_US)) is DeleteOutcome.NOT_TERMINAL
     await store.apply_run_event(name, "c", event(run.name, "c", Run.CANCELLED), stamp(NOW_US))
-    assert await store.delete_run(name) is DeleteOutcome.DELETED
-    assert await store.get_run(name) is None and await store.read_run_logs(name, 0, 10) == []
+    assert await store.delete_run(name, stamp(NOW_US)) is DeleteOutcome.DELETED
+    assert await store.get_run(name) is None and await store.read_run_logs(name, range(10), limit=10) == []
 
 
 # --------------------------------------------------------------------------- run events
@@ -295,8 +295,8 @@ async def test_event_creates_a_run_it_has_not_seen(store: SqlStore) -> None:
     )
     assert run.create_time.ToMicroseconds() == NOW_US + 10
     assert run.start_time.ToMicroseconds() == NOW_US + 10
-    [(seq, entry)] = await store.read_run_logs(name, 0, 10)
-    assert (seq, entry.message, entry.time.ToMicroseconds()) == (0, "patching", NOW_US + 10)
+    [(position, entry)] = await store.read_run_logs(name, range(10), limit=10)
+    assert (position.seq, entry.message, entry.time.ToMicroseconds()) == (0, "patching", NOW_US + 10)
 
 
 async def test_event_for_a_missing_pipeline_is_dropped(store: SqlStore) -> None:
@@ -324,9 +324,11 @@ async def test_duplicate_events_and_state_order(store: SqlStore) -> None:
     assert stored is not None
     assert (stored.state, stored.previous_image, stored.error) == (Run.SUCCEEDED, "r/a:v0", "")
     assert stored.end_time.ToMicroseconds() == NOW_US + 3
-    logs = await store.read_run_logs(name, 0, 100)
-    assert [(seq, e.message) for seq, e in logs] == [(0, "m0"), (1, "a"), (2, "b"), (3, "late")]
-    assert [e.message for _, e in await store.read_run_logs(name, 2, 100)] == ["b", "late"]
+    logs = await store.read_run_logs(name, range(100), limit=100)
+    # In log order: the event that ended the run last, although "late" arrived after it.
+    assert [(position.seq, e.message) for position, e in logs] == [(0, "m0"), (1, "a"), (3, "late"), (2, "b")]
+    assert [e.message for _, e in await store.read_run_logs(name, range(2, 100), limit=100)] == ["late", "b"]
+    assert [e.message for _, e in await store.read_run_logs(name, range(2, 3), limit=100)] == ["b"]
     progress = await store.run_progress(name)
     assert progress is not None and (progress.state, progress.log_count) == (Run.SUCCEEDED, 4)
 
@@ -338,7 +340,7 @@ async def test_concurrent_deliveries_of_one_event_store_it_once(store: SqlStore)
     same = event(run.name, "dup", Run.RUNNING, "only once")
     outcomes = await asyncio.gather(*(store.apply_run_event(name, "dup", same, stamp(NOW_US)) for _ in range(8)))
     assert sorted(o.value for o in outcomes) == ["duplicate"] * 7 + ["stored"]
-    assert [e.message for _, e in await store.read_run_logs(name, 0, 10)] == ["only once"]
+    assert [e.message for _, e in await store.read_run_logs(name, range(10), limit=10)] == ["only once"]
 
 
 async def test_concurrent_events_get_gapless_log_sequences(store: SqlStore) -> None:
@@ -351,8 +353,8 @@ async def test_concurrent_events_get_gapless_log_sequences(store: SqlStore) -> N
             for i in range(10)
         )
     )
-    logs = await store.read_run_logs(name, 0, 100)
-    assert [seq for seq, _ in logs] == list(range(20))
+    logs = await store.read_run_logs(name, range(100), limit=100)
+    assert [position.seq for position, _ in logs] == list(range(20))
     # Entries of one event stay together and in order.
     messages = [e.message for _, e in logs]
     for i in range(10):
@@ -365,7 +367,7 @@ async def test_text_with_nul_bytes_is_stored(store: SqlStore) -> None:
     name = RunName("web", "r1")
     odd = event(run.name, "nul", Run.FAILED, "bad\x00byte", error="exit\x00code")
     assert await store.apply_run_event(name, "nul", odd, stamp(NOW_US)) is EventOutcome.STORED
-    [(_, entry)] = await store.read_run_logs(name, 0, 10)
+    [(_, entry)] = await store.read_run_logs(name, range(10), limit=10)
     assert entry.message == "bad\ufffdbyte"
 
 

@@ -198,6 +198,9 @@ class FakePipelineService(pipeline_service_pb2_grpc.PipelineServiceServicer):
         if request.etag and request.etag != current.etag:
             raise Aborted(f'pipeline "{current.name}" was changed since etag {request.etag}; re-read it')
         del self.state.pipelines[request.name]
+        # Like config, the pipeline's run history goes with it.
+        for run in [r for r in self.state.runs if r.startswith(f"{request.name}/runs/")]:
+            del self.state.runs[run]
         return empty_pb2.Empty()
 
     async def StartPipeline(self, request: Any, context: Any) -> run_pb2.Run:

@@ -11,12 +11,12 @@ import pytest
 from nats.js import JetStreamContext
 
 from conveyor import bus
+from conveyor.retry import RetryPolicy
 from conveyor.v1 import bus_pb2, run_pb2
 from conveyor_deployer.adapters.clusters import load_clusters
 from conveyor_deployer.adapters.kube import KubeWorkloadApi
 from conveyor_deployer.usecases.deploy import DeployRunner, RunResult
 from conveyor_deployer.usecases.requests import parse_deploy_request
-from conveyor_deployer.usecases.retry import RetryPolicy
 from conveyor_sandbox import SandboxCluster
 from tests.support.kube import KubeClient, sandbox_cluster
 
@@ -100,7 +100,7 @@ def stack(sandbox: tuple[SandboxCluster, pathlib.Path], kube: KubeClient) -> Ite
         api,
         sink,
         [c.name for c in clusters],
-        retry=RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.05),
+        retry=RetryPolicy(initial=0.01, maximum=0.05, jitter=0.5, max_attempts=3),
         poll_interval=0.05,
     )
     yield Stack(cluster_sandbox, kubeconfig, kube, api, sink, runner)

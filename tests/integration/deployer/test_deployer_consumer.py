@@ -12,12 +12,12 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from conveyor import bus
+from conveyor.retry import RetryPolicy
 from conveyor.v1 import bus_pb2, run_pb2
 from conveyor_deployer.adapters.jetstream import JetStreamDeployRequests, JetStreamRunEvents
 from conveyor_deployer.edges.consumer import CONSUMER, DeployRequestConsumer
 from conveyor_deployer.usecases.deploy import DeployRunner
 from conveyor_deployer.usecases.dispatcher import Dispatcher
-from conveyor_deployer.usecases.retry import RetryPolicy
 from tests.integration.deployer.conftest import Stack, stored_run_events, terminal_states
 from tests.support.kube import deploy_requested, patch_bodies
 from tests.support.net import eventually
@@ -50,7 +50,7 @@ async def deployer(stack: Stack, nc: NATS) -> AsyncIterator[Deployer]:
         stack.api,
         JetStreamRunEvents(js),
         ["sandbox"],
-        retry=RetryPolicy(attempts=3, initial_backoff=0.01),
+        retry=RetryPolicy(initial=0.01, jitter=0.5, max_attempts=3),
         poll_interval=0.05,
     )
     dispatcher = Dispatcher(runner, max_concurrent=4, heartbeat_interval=0.5)

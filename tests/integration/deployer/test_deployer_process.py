@@ -153,7 +153,8 @@ def test_invalid_settings_stop_the_deployer_at_start_with_every_problem(tmp_path
     )
     assert result.returncode == 2
     assert "CONVEYOR_DEPLOYER_POLL_INTERVAL='often'" in result.stderr
-    assert "CONVEYOR_DEPLOYER_MAX_CONCURRENT_RUNS=0" in result.stderr
+    # Declared settings quote every rejected value, numbers too (was `=0: must be between ...`).
+    assert "CONVEYOR_DEPLOYER_MAX_CONCURRENT_RUNS='0': must be between 1 and 1000" in result.stderr
 
     result = subprocess.run(
         [console_script("conveyor-deployer")],

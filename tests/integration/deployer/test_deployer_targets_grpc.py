@@ -9,12 +9,12 @@ import grpc
 import pytest
 
 from conveyor import errors
+from conveyor.retry import RetryPolicy
 from conveyor.server import GrpcServer
 from conveyor.v1 import pipeline_pb2, target_service_pb2 as pb, target_service_pb2_grpc as pb_grpc
 from conveyor_deployer.adapters.clusters import load_clusters
 from conveyor_deployer.adapters.kube import KubeWorkloadApi
 from conveyor_deployer.edges.grpc_api import SERVICE_NAME, TargetServicer
-from conveyor_deployer.usecases.retry import RetryPolicy
 from conveyor_deployer.usecases.targets import TargetQueries
 from conveyor_sandbox import SandboxCluster
 
@@ -38,7 +38,7 @@ async def targets(
     server = GrpcServer("127.0.0.1:0", [SERVICE_NAME])
     server.add(
         pb_grpc.add_TargetServiceServicer_to_server,
-        TargetServicer(TargetQueries(api, clusters, RetryPolicy(attempts=2, initial_backoff=0.01))),
+        TargetServicer(TargetQueries(api, clusters, RetryPolicy(initial=0.01, jitter=0.5, max_attempts=2))),
     )
     await server.start()
     channel = grpc.aio.insecure_channel(server.bound_address)

@@ -8,6 +8,7 @@ SIGTERM/SIGINT and exits 0; exits 3 after FAKE_CRASH_AFTER seconds when FAKE_CRA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -32,7 +33,9 @@ async def serve(service: str) -> int:
         print(f"fake {service}: crashing on purpose", flush=True)
         return 3
     if os.environ.get("FAKE_IGNORE_SIGTERM") == service:
-        print(f"fake {service}: ignoring SIGTERM", flush=True)
+        # A dead launcher's pipe must not end what is meant to be stopped only by SIGKILL.
+        with contextlib.suppress(BrokenPipeError):
+            print(f"fake {service}: ignoring SIGTERM", flush=True)
         await asyncio.sleep(3600)
     await server.stop(1)
     print(f"fake {service} stopped", flush=True)

@@ -30,6 +30,10 @@ def launcher_env(data_dir: pathlib.Path, home: pathlib.Path, **extra: str) -> di
             "CONVEYOR_TRIGGER_ADDR": f"127.0.0.1:{free_port()}",
             "CONVEYOR_DEPLOYER_ADDR": f"127.0.0.1:{free_port()}",
             "CONVEYOR_WEBHOOK_ADDR": f"127.0.0.1:{free_port()}",
+            "CONVEYOR_CONFIG_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+            "CONVEYOR_TRIGGER_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+            "CONVEYOR_DEPLOYER_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+            "CONVEYOR_SANDBOX_REGISTRY_PORT": str(free_port()),
             "CONVEYOR_SANDBOX_ROLLOUT_DELAY": "500ms",
             "CONVEYOR_LAUNCHER_GRACE": "10s",
         }

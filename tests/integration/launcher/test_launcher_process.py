@@ -1,9 +1,10 @@
 """`python -m conveyor_launcher` with the REAL services, nats-server and sandbox (what `make run` starts).
 
 Temp data dir and non-default free ports; the machine's kubeconfig is hidden (HOME is the temp
-dir), so the sandbox is used. Checks: ready banner, gRPC health of the three services, the
-sandbox registered with the deployer, the banner's pipeline command working, a clean SIGTERM
+dir), so the sandbox (and its registry) is used. Checks: ready banner, gRPC health of the three
+services, the sandbox registered with the deployer, the demo pipeline created, a clean SIGTERM
 stop with no process left, data surviving a restart, and a killed service stopping the rest.
+The quick start itself (push, tags, manual start) is tests/e2e/test_e2e_quickstart.py.
 """
 
 from __future__ import annotations
@@ -26,14 +27,6 @@ def conveyorctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
     )
 
 
-def banner_command(launcher: LauncherProcess, marker: str) -> list[str]:
-    import shlex
-
-    (line,) = [line for line in launcher.lines if marker in line]
-    command = line.split("|", 1)[1].strip()
-    return shlex.split(command)
-
-
 def test_make_run_starts_the_real_system_and_stops_it_cleanly(tmp_path: pathlib.Path) -> None:
     data_dir = tmp_path / "data"
     env = launcher_env(data_dir, tmp_path, CONVEYOR_SANDBOX="auto")
@@ -41,7 +34,7 @@ def test_make_run_starts_the_real_system_and_stops_it_cleanly(tmp_path: pathlib.
     try:
         launcher.wait_for(r"Conveyor is ready\.", timeout=100)
         pids = launcher.child_pids()
-        assert set(pids) == {"nats", "sandbox", "config", "trigger", "deployer"}
+        assert set(pids) == {"nats", "registry", "sandbox", "config", "trigger", "deployer"}
         for variable in SERVICE_ADDRESSES:
             wait_grpc_serving(env[variable], timeout=10)
 
@@ -49,9 +42,10 @@ def test_make_run_starts_the_real_system_and_stops_it_cleanly(tmp_path: pathlib.
         assert clusters.returncode == 0, clusters.stderr
         assert clusters.stdout.splitlines()[1].split() == ["sandbox", "KUBERNETES", "local", "SANDBOX"]
 
-        create = conveyorctl(env, *banner_command(launcher, "pipelines create web")[1:])
-        assert create.returncode == 0, create.stderr
-        assert create.stdout.strip() == "pipelines/web created"
+        assert "created the demo pipeline pipelines/web" in launcher.output
+        got = conveyorctl(env, "pipelines", "get", "web", "-o", "json")
+        assert got.returncode == 0, got.stderr
+        assert f'"registry": "127.0.0.1:{env["CONVEYOR_SANDBOX_REGISTRY_PORT"]}"' in got.stdout
 
         assert launcher.terminate() == 0
         assert [name for name, pid in pids.items() if alive(pid)] == []
@@ -60,14 +54,21 @@ def test_make_run_starts_the_real_system_and_stops_it_cleanly(tmp_path: pathlib.
     token = (data_dir / "webhook-token").read_text().strip()
 
     # Same data dir again: the pipeline (SQLite) and the token are still there.
-    again = LauncherProcess(launcher_env(data_dir, tmp_path, CONVEYOR_SANDBOX="auto"), fakes=False)
+    again = LauncherProcess(
+        {
+            **launcher_env(data_dir, tmp_path, CONVEYOR_SANDBOX="auto"),
+            "CONVEYOR_SANDBOX_REGISTRY_PORT": env["CONVEYOR_SANDBOX_REGISTRY_PORT"],
+        },
+        fakes=False,
+    )
     try:
         again.wait_for(r"Conveyor is ready\.", timeout=100)
         env = again.env
         got = conveyorctl(env, "pipelines", "get", "web", "-o", "json")
         assert got.returncode == 0, got.stderr
         assert '"workload": "web"' in got.stdout
-        assert f"Bearer {token}" in again.output
+        assert "created the demo pipeline" not in again.output  # it was there already
+        assert f"Bearer {token}" in (data_dir / "registry" / "config.yml").read_text()
 
         # A service dying on its own takes the system down, loudly.
         pids = again.child_pids()

@@ -1,4 +1,4 @@
-"""The real launcher, nats-server and sandbox, with stand-ins for the three services.
+"""The real launcher, nats-server, sandbox and registry, with stand-ins for the three services.
 
 What this covers: start order and readiness, the wiring of settings into the children,
 the ready banner, a clean SIGTERM stop (exit 0, no process left), a child that dies
@@ -35,7 +35,8 @@ def test_starts_everything_wires_it_and_stops_cleanly_on_sigterm(tmp_path: pathl
     try:
         launcher.wait_for(READY)
         pids = launcher.child_pids()
-        assert set(pids) == {"nats", "sandbox", "config", "trigger", "deployer"}
+        assert set(pids) == {"nats", "registry", "sandbox", "config", "trigger", "deployer"}
+        assert launcher.output.index("pushed the demo images demo/web:") < launcher.output.index("started registry")
         assert launcher.output.index("started config") < launcher.output.index("started trigger")
         for variable in ("CONVEYOR_CONFIG_ADDR", "CONVEYOR_TRIGGER_ADDR", "CONVEYOR_DEPLOYER_ADDR"):
             wait_grpc_serving(env[variable], timeout=5)
@@ -55,10 +56,21 @@ def test_starts_everything_wires_it_and_stops_cleanly_on_sigterm(tmp_path: pathl
         assert "SANDBOX" in launcher.output
         assert (data_dir / "nats").is_dir()
 
-        # The banner tells how to try it, with this instance's addresses and token.
+        # The local registry: known to the services as plain HTTP, notifying the trigger with the token.
+        registry_host = f"127.0.0.1:{env['CONVEYOR_SANDBOX_REGISTRY_PORT']}"
+        assert trigger["CONVEYOR_REGISTRY_SANDBOX_HOST"] == registry_host
+        assert trigger["CONVEYOR_REGISTRY_SANDBOX_SCHEME"] == "http"
+        registry_config = data_dir / "registry" / "config.yml"
+        assert registry_config.stat().st_mode & 0o077 == 0
+        (endpoint,) = yaml.safe_load(registry_config.read_text())["notifications"]["endpoints"]
+        assert endpoint["url"] == f"http://{env['CONVEYOR_WEBHOOK_ADDR']}/webhooks/distribution"
+        assert endpoint["headers"] == {"Authorization": [f"Bearer {token}"]}
+        assert (data_dir / "registry" / "port").read_text().strip() == env["CONVEYOR_SANDBOX_REGISTRY_PORT"]
+        assert f"fake services: not creating pipelines/web ({registry_host})" in launcher.output
+
+        # The banner tells how to try it, with this instance's addresses and registry.
         assert f"export CONVEYOR_CONFIG_ADDR={env['CONVEYOR_CONFIG_ADDR']}" in launcher.output
-        assert "pipelines create web --image registry.example.com/demo/web" in launcher.output
-        assert f"Authorization: Bearer {token}" in launcher.output
+        assert f"docker://{registry_host}/demo/web:v1.2.0" in launcher.output
 
         # A second launcher on the same data dir is refused before it starts anything.
         second = LauncherProcess(launcher_env(data_dir, tmp_path), fakes=True)
@@ -68,9 +80,9 @@ def test_starts_everything_wires_it_and_stops_cleanly_on_sigterm(tmp_path: pathl
         assert launcher.terminate() == 0
         assert "stopped" in launcher.lines[-1]
         assert [name for name, pid in pids.items() if alive(pid)] == []
-        # Services stop before the sandbox, and NATS last.
+        # Services stop before the sandbox and the registry, and NATS last.
         order = [m.group(1) for m in re.finditer(r"stopping (\w+)", launcher.output)]
-        assert order[-2:] == ["sandbox", "nats"] and set(order[:3]) == {"config", "trigger", "deployer"}
+        assert order[-3:] == ["sandbox", "registry", "nats"] and set(order[:3]) == {"config", "trigger", "deployer"}
     finally:
         launcher.kill()
 
@@ -79,6 +91,7 @@ def test_starts_everything_wires_it_and_stops_cleanly_on_sigterm(tmp_path: pathl
     try:
         again.wait_for(READY)
         assert fake_settings(again, "trigger")["CONVEYOR_WEBHOOK_TOKEN"] == token
+        assert "pushed the demo images" not in again.output  # the registry's storage still has them
         assert again.terminate() == 0
     finally:
         again.kill()

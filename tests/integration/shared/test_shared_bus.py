@@ -1,16 +1,85 @@
-"""conveyor.bus against a real nats-server: streams, dedup ids, the pull loop's outcomes."""
+"""conveyor.bus against a real nats-server: connecting, streams, dedup ids, the pull loop's outcomes."""
 
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import time
 
+import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from conveyor import bus
 from conveyor.v1 import bus_pb2
 from tests.support.nats_server import NatsServer
-from tests.support.net import eventually
+from tests.support.net import eventually, free_port
+
+
+async def test_connect_takes_one_server_or_several_and_keeps_reconnecting(nats_server: NatsServer) -> None:
+    dead = f"nats://127.0.0.1:{free_port()}"
+    for url in (nats_server.url, f"{dead}, {nats_server.url}", [dead, nats_server.url]):
+        nc = await bus.connect(url, "test-connect", connect_timeout=10)
+        try:
+            assert nc.is_connected and nc.connected_url is not None
+            assert nc.connected_url.port == nats_server.port
+            expected = {nats_server.port} if url == nats_server.url else {nats_server.port, int(dead.rsplit(":", 1)[1])}
+            assert {server.port for server in nc.servers} == expected  # every server stays a reconnect candidate
+        finally:
+            await nc.close()
+
+    # The bounded first connection does not bound reconnects: down for several reconnect rounds, then back.
+    nc = await bus.connect(f"{dead},{nats_server.url}", "test-connect")
+    try:
+        nats_server.kill()
+        await asyncio.sleep(3)
+        assert not nc.is_closed
+        nats_server.start()
+
+        async def reconnected() -> None:
+            assert nc.is_connected
+
+        await eventually(reconnected, timeout=20)
+    finally:
+        await nc.close()
+
+
+async def test_connect_retries_until_the_server_is_up(tmp_path: pathlib.Path) -> None:
+    server = NatsServer(tmp_path / "nats")
+    task = asyncio.create_task(bus.connect(server.url, "test-connect", connect_timeout=20))
+    await asyncio.sleep(1.5)
+    assert not task.done()
+    await asyncio.to_thread(server.start)
+    try:
+        nc = await asyncio.wait_for(task, 20)
+        assert nc.connected_url is not None and nc.connected_url.port == server.port
+        await nc.close()
+    finally:
+        server.kill()
+
+
+async def test_connect_gives_up_after_its_timeout_with_growing_waits() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"cannot connect to NATS at {url}"):
+        await bus.connect(url, "test-connect", connect_timeout=1.5, sleep=sleep)
+    # Each attempt tries the server twice, half a second apart; the waits between attempts double from 0.2 s.
+    assert 1 <= len(waits) <= 3
+    assert waits == [0.2, 0.4, 0.8][: len(waits)]
+    assert time.monotonic() - started < 1.5 + 2
+
+
+def test_server_urls_split_a_comma_separated_setting() -> None:
+    assert bus.server_urls("nats://a:4222") == ["nats://a:4222"]
+    assert bus.server_urls(" nats://a:4222 , nats://b:4222,") == ["nats://a:4222", "nats://b:4222"]
+    assert bus.server_urls(["nats://a:4222", " "]) == ["nats://a:4222"]
+    with pytest.raises(ValueError, match="no NATS server URL"):
+        bus.server_urls(" , ")
 
 
 async def test_streams_are_idempotent_and_publish_dedups(nc: NATS) -> None:

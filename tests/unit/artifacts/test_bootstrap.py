@@ -31,6 +31,9 @@ PROVIDES = {
     "postgresql": "pg_lsclusters",
     "nodejs": "node",
     "npm": "npm",
+    "prometheus": "promtool",
+    "zsh": "zsh",
+    "fish": "fish",
 }
 EVERYTHING = tuple(PROVIDES)
 
@@ -176,21 +179,24 @@ def test_missing_packages_as_root_are_installed_in_one_apt_call(machine: Machine
     assert result.returncode == 0, result.stderr
     assert machine.calls("apt-get") == [
         "apt-get update -qq",
-        "apt-get install -y -qq docker-registry skopeo npm",
+        "apt-get install -y -qq --no-install-recommends docker-registry skopeo npm prometheus zsh fish",
     ]
     assert lines(result.stdout) == [
         "bootstrap: installing docker-registry",
         "bootstrap: installing skopeo",
         "bootstrap: installing npm",
+        "bootstrap: installing prometheus",
+        "bootstrap: installing zsh",
+        "bootstrap: installing fish",
     ]
 
 
 def test_not_root_stops_with_the_exact_apt_line_and_installs_nothing(machine: Machine) -> None:
     machine.uid = 1000
-    machine.have("postgresql-client", "postgresql", "nodejs", "npm")
+    machine.have("postgresql-client", "postgresql", "nodejs", "npm", "prometheus", "zsh", "fish")
     result = machine.run("test")
     assert result.returncode != 0
-    assert "  sudo apt-get install -y docker-registry skopeo\n" in result.stderr
+    assert "  sudo apt-get install -y --no-install-recommends docker-registry skopeo\n" in result.stderr
     assert machine.calls("apt-get") == []
     # It stops at once: PostgreSQL is not even looked at.
     assert machine.calls("pg_isready") == []
@@ -198,15 +204,15 @@ def test_not_root_stops_with_the_exact_apt_line_and_installs_nothing(machine: Ma
 
 def test_root_without_apt_get_stops_and_names_the_packages(machine: Machine) -> None:
     (machine.bin / "apt-get").unlink()
-    machine.have("postgresql-client", "postgresql", "nodejs", "npm", "docker-registry")
+    machine.have("postgresql-client", "postgresql", "nodejs", "npm", "docker-registry", "prometheus", "zsh", "fish")
     result = machine.run("test")
     assert result.returncode != 0
     assert "No apt-get here" in result.stderr
-    assert "sudo apt-get install -y skopeo" in result.stderr
+    assert "sudo apt-get install -y --no-install-recommends skopeo" in result.stderr
 
 
 def test_a_package_whose_command_still_is_missing_after_install_fails(machine: Machine) -> None:
-    machine.have("postgresql-client", "postgresql", "nodejs", "npm", "docker-registry")
+    machine.have("postgresql-client", "postgresql", "nodejs", "npm", "docker-registry", "prometheus", "zsh", "fish")
     (machine.state / "provides-skopeo").write_text("not-skopeo")
     machine.stub(machine.shelf, "not-skopeo")
     result = machine.run("test")
@@ -218,14 +224,14 @@ def test_run_mode_needs_only_the_registry_tools_and_leaves_postgres_alone(machin
     machine.postgres = "down"
     result = machine.run("run")
     assert result.returncode == 0, result.stderr
-    assert installs(machine) == ["apt-get install -y -qq docker-registry skopeo"]
+    assert installs(machine) == ["apt-get install -y -qq --no-install-recommends docker-registry skopeo"]
     assert machine.calls("pg_isready") == machine.calls("pg_ctlcluster") == []
 
 
 def test_lint_mode_needs_only_node_for_buf(machine: Machine) -> None:
     result = machine.run("lint")
     assert result.returncode == 0, result.stderr
-    assert installs(machine) == ["apt-get install -y -qq nodejs npm"]
+    assert installs(machine) == ["apt-get install -y -qq --no-install-recommends nodejs npm"]
     assert machine.calls("pg_isready") == []
 
 
@@ -233,7 +239,7 @@ def test_python3_venv_is_needed_only_until_the_venv_exists(machine: Machine) -> 
     machine.have(*EVERYTHING)
     machine.ensurepip = False
     assert machine.run("run").returncode == 0
-    assert installs(machine) == ["apt-get install -y -qq python3-venv"]
+    assert installs(machine) == ["apt-get install -y -qq --no-install-recommends python3-venv"]
 
     venv_python = machine.repo / ".venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
@@ -315,7 +321,7 @@ def test_postgres_refusing_the_tests_user_fails_with_what_to_do(machine: Machine
 
 
 def test_freshly_installed_server_is_configured_started_and_given_a_test_database(machine: Machine) -> None:
-    machine.have("docker-registry", "skopeo", "nodejs", "npm")
+    machine.have("docker-registry", "skopeo", "nodejs", "npm", "prometheus", "zsh", "fish")
     machine.postgres = "down"
     machine.test_database = False
     # The trust line the script adds is what lets psql in.
@@ -327,7 +333,7 @@ def test_freshly_installed_server_is_configured_started_and_given_a_test_databas
     )
     result = machine.run("test")
     assert result.returncode == 0, result.stderr
-    assert installs(machine) == ["apt-get install -y -qq postgresql-client postgresql"]
+    assert installs(machine) == ["apt-get install -y -qq --no-install-recommends postgresql-client postgresql"]
     assert machine.hba.read_text().splitlines() == [
         "host all postgres 127.0.0.1/32 trust",
         "local all postgres peer",
@@ -343,16 +349,16 @@ def test_freshly_installed_server_is_configured_started_and_given_a_test_databas
 
 
 def test_freshly_installed_server_already_running_is_reloaded(machine: Machine) -> None:
-    machine.have("docker-registry", "skopeo", "nodejs", "npm", "postgresql-client")
+    machine.have("docker-registry", "skopeo", "nodejs", "npm", "postgresql-client", "prometheus", "zsh", "fish")
     result = machine.run("test")
     assert result.returncode == 0, result.stderr
-    assert installs(machine) == ["apt-get install -y -qq postgresql"]
+    assert installs(machine) == ["apt-get install -y -qq --no-install-recommends postgresql"]
     assert machine.calls("pg_ctlcluster") == ["pg_ctlcluster --skip-systemctl-redirect 15 main reload"]
     assert machine.hba.read_text().startswith("host all postgres 127.0.0.1/32 trust\n")
 
 
 def test_an_external_test_database_leaves_local_postgres_alone(machine: Machine) -> None:
-    machine.have("docker-registry", "skopeo", "nodejs", "npm", "postgresql-client")
+    machine.have("docker-registry", "skopeo", "nodejs", "npm", "postgresql-client", "prometheus", "zsh", "fish")
     machine.postgres = "down"
     result = machine.run("test", env={"CONVEYOR_TEST_POSTGRES_URL": "postgresql+asyncpg://u:p@db.example:5432/t"})
     assert result.returncode == 0, result.stderr

@@ -1,15 +1,26 @@
-"""The config domain: validation, normalisation, update masks, run states, filters, page tokens."""
+"""The config domain: validation, normalisation, update masks, run states, filters, page tokens, ids.
+
+Masks, filters, page tokens, ids and tag filters are the shared conveyor.aip / conveyor.tagfilter code;
+these tests pin config's use of them (its declarations and the behaviour its clients see).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pytest
 from google.protobuf import timestamp_pb2
 
+from conveyor import names as resource_names, tagfilter
+from conveyor.aip import field_masks, ids, paging
+from conveyor.aip.page_tokens import PageTokenCodec
 from conveyor.errors import FieldViolation, InvalidArgument
 from conveyor.v1 import bus_pb2, pipeline_pb2
 from conveyor.v1.run_pb2 import Run
-from conveyor_config.domain import filters, masks, names, page_tokens, pipelines, runs, tag_filters
+from conveyor_config.domain import names, pipelines, queries as filters, runs
 from tests.unit.config.samples import CHINESE_DESCRIPTION, sample_pipeline
+
+Kind = pipeline_pb2.Target
 
 
 def violations_of(pipeline: pipeline_pb2.Pipeline) -> dict[str, str]:
@@ -149,15 +160,32 @@ def test_unknown_enum_values_are_rejected() -> None:
     assert "one of TKE, EKS, EDGE, KUBERNETES" in found["pipeline.target.platform"]
 
 
-@pytest.mark.parametrize("field", ["namespace", "workload", "container"])
+@pytest.mark.parametrize("field", ["namespace", "container"])
 @pytest.mark.parametrize("value", ["Web", "a" * 64, "-x", "x-", "a.b", "a_b"])
-def test_kubernetes_names_must_be_dns1123_labels(field: str, value: str) -> None:
+def test_namespace_and_container_names_must_be_dns1123_labels(field: str, value: str) -> None:
     description = violations_of(with_target(**{field: value}))[f"pipeline.target.{field}"]
     assert "DNS-1123 label" in description
 
 
-def test_longest_dns1123_label_is_valid() -> None:
-    assert violations_of(with_target(namespace="a" * 63, workload="b-1", container="c")) == {}
+@pytest.mark.parametrize("kind", [Kind.DEPLOYMENT, Kind.STATEFULSET, Kind.DAEMONSET, 0])
+@pytest.mark.parametrize("value", ["Web", "a" * 254, "-x", "x-", "a..b", "a.", "a_b"])
+def test_workload_names_must_be_dns1123_subdomains(kind: int, value: str) -> None:
+    description = violations_of(with_target(workload_kind=kind, workload=value))["pipeline.target.workload"]
+    assert "DNS-1123 subdomain" in description
+
+
+@pytest.mark.parametrize("kind", [Kind.DEPLOYMENT, Kind.STATEFULSET, Kind.DAEMONSET])
+def test_a_workload_may_be_named_like_a_subdomain_but_not_its_namespace_or_container(kind: int) -> None:
+    assert violations_of(with_target(workload_kind=kind, workload="api.v2")) == {}
+    refused = violations_of(with_target(workload_kind=kind, namespace="api.v2", container="api.v2"))
+    assert set(refused) == {"pipeline.target.namespace", "pipeline.target.container"}
+    assert "a lowercase RFC 1123 label must consist of" in refused["pipeline.target.container"]
+
+
+def test_longest_valid_kubernetes_names() -> None:
+    longest_subdomain = ".".join(["b" * 63] * 4)[:253]
+    assert len(longest_subdomain) == 253
+    assert violations_of(with_target(namespace="a" * 63, workload=longest_subdomain, container="c" * 63)) == {}
 
 
 def test_cluster_and_region_formats() -> None:
@@ -202,11 +230,11 @@ def test_check_pipeline_raises_every_violation_at_once() -> None:
 
 def test_tag_matching_uses_full_matches() -> None:
     regex = pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.REGEX, value=r"v\d+")
-    assert tag_filters.tag_matches(regex, "v12")
-    assert not tag_filters.tag_matches(regex, "v12-rc1")
+    assert tagfilter.matches(regex, "v12")
+    assert not tagfilter.matches(regex, "v12-rc1")
     exact = pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.EXACT, value="stable")
-    assert tag_filters.tag_matches(exact, "stable") and not tag_filters.tag_matches(exact, "stable2")
-    assert tag_filters.tag_matches(pipeline_pb2.TagFilter(), "anything")
+    assert tagfilter.matches(exact, "stable") and not tagfilter.matches(exact, "stable2")
+    assert tagfilter.matches(pipeline_pb2.TagFilter(), "anything")
 
 
 def test_request_ids_are_bounded() -> None:
@@ -224,6 +252,14 @@ def test_etags_change_every_time() -> None:
 # --------------------------------------------------------------------------- update masks
 
 
+def apply_update_mask(
+    existing: pipeline_pb2.Pipeline, patch: pipeline_pb2.Pipeline, paths: Sequence[str]
+) -> pipeline_pb2.Pipeline:
+    """What UpdatePipeline merges (before validating the result)."""
+    merged, _paths = field_masks.apply(existing, patch, paths, pipelines.UPDATABLE)
+    return merged
+
+
 def stored() -> pipeline_pb2.Pipeline:
     pipeline = pipelines.check_pipeline(sample_pipeline())
     pipeline.name = "pipelines/web"
@@ -235,7 +271,7 @@ def stored() -> pipeline_pb2.Pipeline:
 
 def test_mask_updates_only_named_fields() -> None:
     patch = pipeline_pb2.Pipeline(display_name="新名字", description="ignored", disabled=True)
-    result = masks.apply_update_mask(stored(), patch, ["display_name", "disabled"])
+    result = apply_update_mask(stored(), patch, ["display_name", "disabled"])
     assert result.display_name == "新名字"
     assert result.disabled is True
     assert result.description == stored().description
@@ -243,14 +279,14 @@ def test_mask_updates_only_named_fields() -> None:
 
 def test_mask_with_nested_path_keeps_sibling_fields() -> None:
     patch = pipeline_pb2.Pipeline(target=pipeline_pb2.Target(workload="backend"))
-    result = masks.apply_update_mask(stored(), patch, ["target.workload"])
+    result = apply_update_mask(stored(), patch, ["target.workload"])
     assert result.target.workload == "backend"
     assert result.target.cluster == "prod"
 
 
 def test_mask_naming_a_message_replaces_it_whole() -> None:
     patch = pipeline_pb2.Pipeline(source=pipeline_pb2.Source(registry="other.example.com", repository="x/y"))
-    result = masks.apply_update_mask(stored(), patch, ["source"])
+    result = apply_update_mask(stored(), patch, ["source"])
     assert result.source.registry == "other.example.com"
     assert not result.source.HasField("tag_filter")
 
@@ -258,34 +294,65 @@ def test_mask_naming_a_message_replaces_it_whole() -> None:
 def test_mask_clears_optional_field_absent_from_the_patch() -> None:
     existing = stored()
     existing.options.verify_rollout = False
-    result = masks.apply_update_mask(existing, pipeline_pb2.Pipeline(), ["options.verify_rollout"])
+    result = apply_update_mask(existing, pipeline_pb2.Pipeline(), ["options.verify_rollout"])
     assert not result.options.HasField("verify_rollout")  # back to the default (true)
 
 
-@pytest.mark.parametrize("paths", [[], ["*"]])
+@pytest.mark.parametrize("paths", [["*"]])
 def test_empty_or_star_mask_replaces_every_updatable_field(paths: list[str]) -> None:
+    # AIP-134: only `*` replaces everything; an empty mask now means the fields the patch sets (below).
     patch = sample_pipeline(display_name="Replaced")
     patch.name = "pipelines/other"
     patch.etag = "forged"
     patch.create_time.seconds = 1
-    result = masks.apply_update_mask(stored(), patch, paths)
+    result = apply_update_mask(stored(), patch, paths)
     assert result.display_name == "Replaced"
     assert not result.options.HasField("rollout_timeout")  # the patch has no options
     # Output-only fields are never taken from the request.
     assert (result.name, result.etag, result.create_time.seconds) == ("pipelines/web", "e1", 100)
 
 
+def test_empty_mask_updates_the_fields_the_patch_sets() -> None:
+    patch = sample_pipeline(display_name="Replaced")  # no options, like the `*` case above
+    patch.name = "pipelines/other"
+    patch.etag = "forged"
+    patch.create_time.seconds = 1
+    merged, paths = field_masks.apply(stored(), patch, [], pipelines.UPDATABLE)
+    assert merged.display_name == "Replaced"
+    assert merged.options.rollout_timeout.seconds == 600  # kept: the patch does not set options
+    assert (merged.name, merged.etag, merged.create_time.seconds) == ("pipelines/web", "e1", 100)
+    assert "options" not in {path.split(".")[0] for path in paths}
+    assert not {"name", "etag", "create_time"} & set(paths)
+
+
+def test_empty_mask_descends_to_the_leaves_the_patch_sets() -> None:
+    existing = stored()
+    existing.options.verify_rollout = False
+    patch = pipeline_pb2.Pipeline(name="pipelines/web", target=pipeline_pb2.Target(workload="backend"))
+    merged, paths = field_masks.apply(existing, patch, [], pipelines.UPDATABLE)
+    assert paths == ["target.workload"]
+    assert (merged.target.workload, merged.target.cluster) == ("backend", "prod")
+    assert merged.display_name == existing.display_name and merged.options.verify_rollout is False
+    # A field set to its default is not "set": `disabled = false` needs a mask naming it.
+    disabled = stored()
+    disabled.disabled = True
+    unchanged, paths = field_masks.apply(disabled, pipeline_pb2.Pipeline(disabled=False), [], pipelines.UPDATABLE)
+    assert (unchanged.disabled, paths) == (True, [])
+    enabled = apply_update_mask(disabled, pipeline_pb2.Pipeline(disabled=False), ["disabled"])
+    assert enabled.disabled is False
+
+
 def test_output_only_fields_in_the_mask_are_ignored() -> None:
     patch = pipeline_pb2.Pipeline(name="pipelines/x", etag="forged", display_name="New")
     patch.create_time.seconds = 5
-    result = masks.apply_update_mask(stored(), patch, ["create_time", "etag", "name", "display_name"])
+    result = apply_update_mask(stored(), patch, ["create_time", "etag", "name", "display_name"])
     assert (result.name, result.etag, result.create_time.seconds) == ("pipelines/web", "e1", 100)
     assert result.display_name == "New"
 
 
 def test_invalid_mask_paths_are_field_violations() -> None:
     with pytest.raises(InvalidArgument) as error:
-        masks.apply_update_mask(stored(), pipeline_pb2.Pipeline(), ["nope", "target.nope", "disabled.x", "*"])
+        apply_update_mask(stored(), pipeline_pb2.Pipeline(), ["nope", "target.nope", "disabled.x", "*"])
     assert [v.field for v in error.value.violations] == ["update_mask"] * 4
     descriptions = " | ".join(v.description for v in error.value.violations)
     assert "'nope'" in descriptions and "no sub-fields" in descriptions and "only path" in descriptions
@@ -293,12 +360,12 @@ def test_invalid_mask_paths_are_field_violations() -> None:
 
 def test_target_change_detection() -> None:
     before = stored()
-    after = masks.apply_update_mask(before, pipeline_pb2.Pipeline(display_name="x"), ["display_name"])
-    assert not masks.target_changed(before, after)
-    moved = masks.apply_update_mask(
+    after = apply_update_mask(before, pipeline_pb2.Pipeline(display_name="x"), ["display_name"])
+    assert not pipelines.target_changed(before, after)
+    moved = apply_update_mask(
         before, pipeline_pb2.Pipeline(target=pipeline_pb2.Target(namespace="other")), ["target.namespace"]
     )
-    assert masks.target_changed(before, moved)
+    assert pipelines.target_changed(before, moved)
 
 
 # --------------------------------------------------------------------------- run states
@@ -436,35 +503,82 @@ def test_bad_run_filters_are_clear_errors(text: str, message: str) -> None:
 
 
 def test_page_size_defaults_and_bounds() -> None:
-    assert page_tokens.page_size(0) == 50
-    assert page_tokens.page_size(7) == 7
-    assert page_tokens.page_size(5000) == 1000
+    assert paging.page_size(0) == 50
+    assert paging.page_size(7) == 7
+    assert paging.page_size(5000) == 1000
     with pytest.raises(InvalidArgument):
-        page_tokens.page_size(-1)
+        paging.page_size(-1)
+
+
+CODEC = PageTokenCodec(b"k" * 32)
 
 
 def test_page_tokens_round_trip_and_are_opaque() -> None:
-    binding = page_tokens.page_binding("runs", "-", "4")
-    token = page_tokens.encode_page_token([1700000000000000, "web", "01h"], binding)
+    query = filters.RunFilter(frozenset({Run.FAILED})).page_query("-")
+    token = CODEC.encode([1700000000000000, "web", "01h"], query)
     assert "web" not in token and "=" not in token
-    assert page_tokens.decode_page_token(token, binding, (int, str, str)) == [1700000000000000, "web", "01h"]
+    assert CODEC.decode(token, query, (int, str, str)) == [1700000000000000, "web", "01h"]
 
 
-def test_page_token_for_another_filter_is_rejected() -> None:
-    token = page_tokens.encode_page_token(["a"], page_tokens.page_binding("pipelines", "x"))
-    with pytest.raises(InvalidArgument) as error:
-        page_tokens.decode_page_token(token, page_tokens.page_binding("pipelines", "y"), (str,))
-    assert error.value.violations == [
-        FieldViolation(
-            "page_token",
-            "the page token was issued for a different parent or filter; "
-            "repeat the request's filter or start again without a page token",
-        )
+def test_page_token_for_another_filter_or_parent_is_rejected() -> None:
+    token = CODEC.encode(["a"], filters.parse_pipeline_filter('target.cluster = "x"').page_query())
+    other_queries = [
+        filters.parse_pipeline_filter('target.cluster = "y"').page_query(),
+        filters.RunFilter().page_query("web"),
     ]
+    for other in other_queries:
+        with pytest.raises(InvalidArgument) as error:
+            CODEC.decode(token, other, (str,))
+        assert error.value.violations == [
+            FieldViolation(
+                "page_token",
+                "the page token was issued for a different parent or filter; "
+                "repeat the request's filter or start again without a page token",
+            )
+        ]
+    runs_token = CODEC.encode([1, "web", "r1"], filters.RunFilter().page_query("web"))
+    with pytest.raises(InvalidArgument):
+        CODEC.decode(runs_token, filters.RunFilter().page_query("-"), (int, str, str))
 
 
+def test_equal_filters_spelled_differently_share_their_tokens() -> None:
+    spelled = filters.parse_pipeline_filter('target.cluster = "prod" AND source.registry = "Demo.Example.com"')
+    canonical = filters.parse_pipeline_filter("source.registry = demo.example.com AND target.cluster = prod")
+    token = CODEC.encode(["a"], spelled.page_query())
+    assert CODEC.decode(token, canonical.page_query(), (str,)) == ["a"]
+
+
+# The last one is a token of the unsigned format config issued before issue 9: rejected, not trusted.
 @pytest.mark.parametrize("token", ["garbage!", "e30", "eyJ2IjoxLCJrIjpbMV0sImIiOiJ4In0", "\u00e9"])
 def test_malformed_page_tokens_are_rejected(token: str) -> None:
     with pytest.raises(InvalidArgument) as error:
-        page_tokens.decode_page_token(token, "x", (str,))
+        CODEC.decode(token, "x", (str,))
     assert error.value.violations[0].field == "page_token"
+
+
+def test_a_token_signed_with_another_key_is_rejected() -> None:
+    query = filters.PipelineFilter().page_query()
+    token = PageTokenCodec(b"o" * 32).encode(["a"], query)
+    with pytest.raises(InvalidArgument):
+        CODEC.decode(token, query, (str,))
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def test_generated_ids_are_valid_ids_and_resource_names() -> None:
+    pipeline_id = ids.new_id(names.PIPELINE_ID_PREFIX)
+    run_id = ids.new_id(names.RUN_ID_PREFIX)
+    manual_run_id = ids.derived_id(names.RUN_ID_PREFIX, 1_700_000_000_000, "manual", pipeline_id, "request-1")
+    for generated in (pipeline_id, run_id, manual_run_id):
+        ids.validate_id(generated)  # raises InvalidArgument for an id the validator rejects
+        assert generated[0].isalpha() and len(generated) == 27
+    assert resource_names.parse_run_name(f"pipelines/{pipeline_id}/runs/{run_id}").run == run_id
+    assert ids.derived_id(names.RUN_ID_PREFIX, 1_700_000_000_000, "manual", pipeline_id, "request-1") == manual_run_id
+
+
+@pytest.mark.parametrize("chosen", ["9-starts-with-digit", "Upper", "ends-", "a" * 64, "under_score"])
+def test_chosen_ids_must_be_rfc1034_labels(chosen: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        ids.validate_id(chosen, "pipeline_id")
+    assert error.value.violations[0].field == "pipeline_id"

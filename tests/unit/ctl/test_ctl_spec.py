@@ -11,6 +11,7 @@ from google.rpc import error_details_pb2, status_pb2
 from conveyor.v1 import pipeline_pb2
 from conveyor_ctl import main as ctl_main, spec
 from conveyor_ctl.client import CONFIG, DEPLOYER, CallError, resolve_address
+from conveyor_ctl.failure import Failure, exit_code_for
 
 Target = pipeline_pb2.Target
 
@@ -225,16 +226,16 @@ def test_format_call_error_with_field_violations() -> None:
         code=3, message="invalid request: pipeline.source.registry: is required", details=[packed]
     )
     error = CallError(CONFIG, "h:1", FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, status.message, status))
-    assert ctl_main.format_call_error(error) == (
-        "error: INVALID_ARGUMENT: invalid request: pipeline.source.registry: is required\n"
-        "  pipeline.source.registry: is required"
+    # The message repeats the violation: it is printed once, on its own line.
+    assert Failure.from_call(error).text() == (
+        "error: INVALID_ARGUMENT: invalid request: 1 field violation\n  pipeline.source.registry: is required"
     )
-    assert ctl_main.exit_code_for(error.code) == 1
+    assert exit_code_for(error.code) == 1
 
 
 def test_format_call_error_keeps_one_line_and_names_unreachable_services() -> None:
     error = CallError(DEPLOYER, "10.0.0.1:50053", FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connect failed\nretry"))
-    assert ctl_main.format_call_error(error) == (
+    assert Failure.from_call(error).text() == (
         "error: UNAVAILABLE: cannot reach the deployer service at 10.0.0.1:50053 "
         "(set --deployer-addr or CONVEYOR_DEPLOYER_ADDR): connect failed retry"
     )
@@ -244,8 +245,8 @@ def test_an_unavailable_status_sent_by_the_service_is_not_reported_as_unreachabl
     status = status_pb2.Status(code=14, message="registry r.example.com cannot be used right now")
     error = CallError(CONFIG, "h:1", FakeRpcError(grpc.StatusCode.UNAVAILABLE, status.message, status))
     assert error.answered
-    assert ctl_main.format_call_error(error) == "error: UNAVAILABLE: registry r.example.com cannot be used right now"
-    assert ctl_main.exit_code_for(error.code) == 4
+    assert Failure.from_call(error).text() == "error: UNAVAILABLE: registry r.example.com cannot be used right now"
+    assert exit_code_for(error.code) == 4
 
 
 @pytest.mark.parametrize(
@@ -261,7 +262,7 @@ def test_an_unavailable_status_sent_by_the_service_is_not_reported_as_unreachabl
     ],
 )
 def test_exit_codes(code: grpc.StatusCode, exit_code: int) -> None:
-    assert ctl_main.exit_code_for(code) == exit_code
+    assert exit_code_for(code) == exit_code
 
 
 def test_addresses_flag_then_env_then_default() -> None:

@@ -11,6 +11,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from conveyor import errors
+from conveyor.retry import RetryPolicy
 from conveyor.settings import SettingsError
 from conveyor.v1 import pipeline_pb2
 from conveyor_deployer import settings as settings_module
@@ -20,7 +21,6 @@ from conveyor_deployer.domain.clusters import ClusterConfig
 from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError
 from conveyor_deployer.settings import DeployerSettings
 from conveyor_deployer.usecases.requests import InvalidDeployRequest, parse_deploy_request
-from conveyor_deployer.usecases.retry import RetryPolicy
 from conveyor_deployer.usecases.targets import TargetQueries
 from tests.support.kube import deploy_requested
 from tests.unit.deployer.fakes import FakeWorkloadApi, api_error
@@ -181,10 +181,10 @@ async def test_client_exceptions_become_kube_api_errors_without_secrets() -> Non
 
 async def test_target_queries_map_rbac_and_outages_to_grpc_errors() -> None:
     api = FakeWorkloadApi()
-    queries = TargetQueries(api, load_clusters(None, {"KUBECONFIG": "/nonexistent"}), RetryPolicy(attempts=1))
+    queries = TargetQueries(api, load_clusters(None, {"KUBECONFIG": "/nonexistent"}), RetryPolicy(max_attempts=1))
     with pytest.raises(errors.NotFound):
         await queries.list_namespaces("c1")  # not configured
-    queries = TargetQueries(api, [ClusterConfig(name="c1")], RetryPolicy(attempts=1))
+    queries = TargetQueries(api, [ClusterConfig(name="c1")], RetryPolicy(max_attempts=1))
     api.failures["list_namespaces"] = [api_error(403, "list", "namespaces is forbidden")]
     with pytest.raises(errors.PermissionDenied) as denied:
         await queries.list_namespaces("c1")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.retry import RetryPolicy
 from conveyor.v1 import run_pb2
 from conveyor_deployer.domain.workloads import DeployRecord, RecordState, record_annotation
 from conveyor_deployer.usecases.deploy import DeployRunner
-from conveyor_deployer.usecases.retry import RetryPolicy
 from tests.unit.deployer.fakes import (
     CLUSTER,
     REF,
@@ -28,7 +28,7 @@ def runner(api: FakeWorkloadApi, sink: MemorySink, clock: FakeClock, attempts: i
         api,
         sink,
         [CLUSTER],
-        retry=RetryPolicy(attempts=attempts, initial_backoff=0.5, max_backoff=3.0, jitter=lambda: 1.0),
+        retry=RetryPolicy(initial=0.5, maximum=3.0, jitter=0.0, max_attempts=attempts),
         conflict_retries=3,
         poll_interval=1.0,
         sleep=clock.sleep,

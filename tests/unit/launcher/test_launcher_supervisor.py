@@ -86,6 +86,7 @@ async def test_a_step_prepares_its_files_then_waits_for_every_process(tmp_path: 
     await supervisor.start_step(step, ready_timeout=30)
     assert ready.exists() and nested.is_dir() and not stale.exists()
     assert (tmp_path / "written").read_text() == "content"
+    assert (tmp_path / "written").stat().st_mode & 0o077 == 0  # generated files may hold the webhook token
     assert out.getvalue().startswith("conveyor | starting it\n")
     await supervisor.stop_all()
 

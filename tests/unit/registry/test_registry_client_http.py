@@ -171,6 +171,43 @@ async def test_retry_after_is_honoured_and_persistent_failure_is_unreachable() -
     assert "4 attempt(s)" in caught.value.message
 
 
+async def test_retry_waits_are_capped_logged_and_none_without_retries(caplog: pytest.LogCaptureFixture) -> None:
+    calls = 0
+    retry_after = ["60", None, None, None]
+
+    async def manifest(request: web.Request) -> web.Response:
+        nonlocal calls
+        wait = retry_after[calls % len(retry_after)]
+        calls += 1
+        return web.Response(status=503, headers={"Retry-After": wait} if wait else {})
+
+    sleeps = Sleeps()
+    routes = [("HEAD", "/v2/team/app/manifests/v1", manifest)]
+    async with serve(routes) as host:
+        settings = RegistrySettings(registries={host: RegistryConfig(host, "http")}, retries=4, backoff=2.0)
+        with caplog.at_level(logging.WARNING, logger="conveyor.registry"):
+            async with RegistryClient(settings, sleep=sleeps) as client:
+                with pytest.raises(RegistryError, match="5 attempt"):
+                    await client.resolve_digest(host, "team/app", "v1")
+        assert calls == 5
+        # Retry-After: 60 is capped at 10 s; then 2 s doubling with up to +50 % jitter, at most 10 s.
+        assert sleeps.delays[0] == 10.0
+        assert 4.0 <= sleeps.delays[1] <= 6.0
+        assert 10.0 * 2 / 3 <= sleeps.delays[2] <= 10.0  # the cap applies before the jitter
+        assert 10.0 * 2 / 3 <= sleeps.delays[3] <= 10.0
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 4
+        assert "HTTP 503 while trying to read team/app:v1; retrying in 10.0s (attempt 1 of 5)" in warnings[0]
+        assert "(attempt 4 of 5)" in warnings[3]
+
+        once = RegistrySettings(registries={host: RegistryConfig(host, "http")}, retries=0)
+        calls, sleeps.delays = 0, []
+        async with RegistryClient(once, sleep=sleeps) as client:
+            with pytest.raises(RegistryError, match="1 attempt"):
+                await client.resolve_digest(host, "team/app", "v1")
+        assert (calls, sleeps.delays) == (1, [])
+
+
 async def test_connection_refused_and_timeouts_end_as_unreachable() -> None:
     port = free_port()  # nothing listens there
     sleeps = Sleeps()

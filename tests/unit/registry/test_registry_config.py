@@ -249,3 +249,47 @@ def test_from_env_builds_a_client(tmp_path: pathlib.Path) -> None:
     assert client.settings.for_host("127.0.0.1:5000").scheme == "http"
     with pytest.raises(SettingsError):
         RegistryClient.from_env({"CONVEYOR_REGISTRY_L_SCHEME": "http"})
+
+
+def test_file_problems_name_the_variable_the_entry_and_its_line(tmp_path: pathlib.Path) -> None:
+    registries = write(
+        tmp_path,
+        "r.yaml",
+        "registries:\n"  # 1
+        "  - host: ok.example\n"  # 2
+        "    username: 1234\n"  # 3: numbers are text to YAML's author
+        "    password: 5678\n"  # 4
+        "  - host: bad host\n"  # 5
+        "    scheme: gopher\n"  # 6
+        "  - host: c.example\n"  # 7
+        "    tls_verify: maybe\n",  # 8
+    )
+    with pytest.raises(SettingsError) as caught:
+        RegistrySettings.from_env({"CONVEYOR_REGISTRIES_FILE": str(registries)})
+    lines = str(caught.value).splitlines()[1:]
+    label = f"  CONVEYOR_REGISTRIES_FILE={registries}"
+    # Every problem of one entry on its own line.
+    assert lines == [
+        f"{label}: registries[1]: host 'bad host' is not a registry host[:port] (line 5)",
+        f"{label}: registries[1]: scheme 'gopher' must be https or http (line 5)",
+        f"{label}: registries[2].tls_verify: expected true or false, not 'maybe' (line 8)",
+    ]
+    registries.write_text("registries:\n  - host: ok.example\n    username: 1234\n    password: 5678\n")
+    credentials = RegistrySettings.from_env({"CONVEYOR_REGISTRIES_FILE": str(registries)}).for_host("ok.example")
+    assert isinstance(credentials.credentials, BasicCredentials)
+    assert (credentials.credentials.username, credentials.credentials.password.reveal()) == ("1234", "5678")
+    assert credentials.credentials.password.origin == f"the inline `password` in {registries}"
+    assert credentials.source == f"{registries}: registries[0]"
+
+
+def test_a_host_listed_twice_is_found_under_any_spelling(tmp_path: pathlib.Path) -> None:
+    registries = write(
+        tmp_path,
+        "r.yaml",
+        "registries:\n  - host: index.docker.io\n  - host: Docker.IO\n    username: ci\n",
+    )
+    with pytest.raises(SettingsError) as caught:
+        RegistrySettings.from_env({"CONVEYOR_REGISTRIES_FILE": str(registries)})
+    (problem,) = str(caught.value).splitlines()[1:]
+    # Reported at the second entry, which is not checked further (its missing password is not reported).
+    assert problem.endswith(": registries[1]: registry docker.io is listed twice (line 3)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import pathlib
 import signal
@@ -53,6 +54,21 @@ def test_every_pod_gives_the_default_plan_time_to_finish() -> None:
         if (grace := spec.get("terminationGracePeriodSeconds", KUBERNETES_DEFAULT_GRACE)) <= needed
     }
     assert short == {}, f"terminationGracePeriodSeconds must exceed {needed}s"
+
+
+# Services stopping on a plan of their own (not DEFAULT_PLAN): their pod -> "module:attribute" of the plan.
+SERVICE_PLANS = {
+    "deployer.yaml: Deployment conveyor-deployer": "conveyor_deployer.app:SHUTDOWN_PLAN",
+}
+
+
+@pytest.mark.parametrize(("pod", "plan_at"), sorted(SERVICE_PLANS.items()))
+def test_each_service_plan_fits_its_pod(pod: str, plan_at: str) -> None:
+    module, _, attribute = plan_at.partition(":")
+    plan = getattr(importlib.import_module(module), attribute)
+    assert isinstance(plan, ShutdownPlan)
+    grace = dict(_pod_specs())[pod].get("terminationGracePeriodSeconds", KUBERNETES_DEFAULT_GRACE)
+    assert grace > plan.final_deadline + KUBERNETES_MARGIN, f"{pod}: {grace}s leaves no room for {plan}"
 
 
 def test_stage_deadlines_are_cumulative_shares_of_the_total() -> None:

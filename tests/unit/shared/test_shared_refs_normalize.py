@@ -30,3 +30,22 @@ def test_normalize_repo_agrees_with_the_building_blocks() -> None:
     host = refs.normalize_registry("Index.Docker.IO")
     assert refs.normalize_repo("Index.Docker.IO", "alpine") == (host, refs.normalize_repository(host, "alpine"))
     assert refs.normalize_repo(*refs.normalize_repo("Docker.io/", "alpine")) == ("docker.io", "library/alpine")
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("harbor.example.com/library/app:v1", ("harbor.example.com", "library/app:v1")),
+        (
+            "http://Registry.Example.com:5000/v2/team/app/manifests/x",
+            ("Registry.Example.com:5000", "v2/team/app/manifests/x"),
+        ),
+        ("HTTPS://ghcr.io/owner/", ("ghcr.io", "owner/")),
+        ("localhost/team/app", ("localhost", "team/app")),
+        ("team/app:v1", ("", "team/app:v1")),  # a path on the caller's default registry
+        ("https://quay.io", ("", "quay.io")),  # no path: nothing says it is a host
+        ("", ("", "")),
+    ],
+)
+def test_split_host(reference: str, expected: tuple[str, str]) -> None:
+    assert refs.split_host(reference) == expected

@@ -180,3 +180,39 @@ def test_load_sources_file_errors(tmp_path: pathlib.Path) -> None:
     wrong.write_text("- just a list\n")
     with pytest.raises(SettingsError, match="expected a mapping with a `sources` list"):
         load_sources_file(wrong, {}, tuple(FORMATS))
+
+
+def test_sources_file_problems_name_their_line_and_the_file(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "sources:\n"  # 1
+        "  - name: hub\n"  # 2
+        "    auth: query\n"  # 3
+        "    token: [not, a, string]\n"  # 4
+        "    formats: []\n"  # 5
+        "  - name: gh\n"  # 6
+        "    auth: github-hmac\n"  # 7
+        "    token_env: GH_SECRET\n"  # 8
+        "    tokn: typo\n"  # 9
+    )
+    with pytest.raises(SettingsError) as error:
+        load_sources_file(path, {}, tuple(FORMATS))
+    assert str(error.value).splitlines() == [
+        f"CONVEYOR_WEBHOOK_SOURCES_FILE={path}: invalid webhook sources:",
+        "  source 'hub'.token: expected a string, not a list (line 4)",
+        "  source 'hub'.formats: must be a non-empty list (line 5)",
+        "  source 'gh': unknown keys tokn (known: auth, formats, header, name, origin, registry, token, token_env, "
+        "token_file) (line 6)",
+        "  source 'gh': environment variable GH_SECRET (token_env) is not set (line 6)",
+    ]
+
+
+def test_sources_file_duplicate_keys_and_numeric_tokens(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text("sources:\n  - name: a\n    auth: bearer\n    auth: query\n")
+    with pytest.raises(SettingsError, match=r"not valid YAML at line 4, column 5: duplicate key 'auth'"):
+        load_sources_file(path, {}, tuple(FORMATS))
+    # YAML reads an all-digit token as a number: it is the token as written.
+    path.write_text("sources:\n  - name: a\n    auth: bearer\n    token: 12345678901234567890\n")
+    (loaded,) = load_sources_file(path, {}, tuple(FORMATS))
+    assert loaded.methods[0].secret == b"12345678901234567890" and loaded.methods[0].header == "X-Conveyor-Token"

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from conveyor.aip.page_tokens import INVALID_TOKEN_MESSAGE, OTHER_QUERY_MESSAGE, PageTokenCodec
 from conveyor.errors import InvalidArgument
 from conveyor.v1 import event_service_pb2
 from conveyor_trigger.adapters.events_log import EventsLog
@@ -90,3 +91,29 @@ def test_page_size_is_capped() -> None:
         record(log, n)
     assert len(log.list(event_service_pb2.ListEventsRequest(page_size=5000)).events) == 1000
     assert len(log.list(event_service_pb2.ListEventsRequest()).events) == 50
+
+
+def rejection(log: EventsLog, request: event_service_pb2.ListEventsRequest) -> str:
+    with pytest.raises(InvalidArgument) as error:
+        log.list(request)
+    [violation] = error.value.violations
+    assert violation.field == "page_token"
+    return violation.description
+
+
+def test_page_tokens_are_signed_and_bound_to_the_filter() -> None:
+    log = EventsLog(codec=PageTokenCodec(b"k" * 32))
+    for n in range(4):
+        record(log, n, registry="registry.example.com", repository="team/app")
+    token = log.list(event_service_pb2.ListEventsRequest(page_size=1, repository="team/app")).next_page_token
+    assert token and "team" not in token
+    # The same filter however it is spelled: the token belongs to the normalised query.
+    same = event_service_pb2.ListEventsRequest(page_size=1, repository="/team/app/", page_token=token)
+    assert tags(log.list(same)) == ["v2"]
+    other = event_service_pb2.ListEventsRequest(repository="team/other", page_token=token)
+    assert rejection(log, other) == OTHER_QUERY_MESSAGE
+    # Another key (another process without CONVEYOR_PAGE_TOKEN_KEY): not one of ours.
+    elsewhere = EventsLog(codec=PageTokenCodec(b"o" * 32))
+    assert rejection(elsewhere, event_service_pb2.ListEventsRequest(page_token=token)) == INVALID_TOKEN_MESSAGE
+    # The former format (base64 of "ev1:<sequence>") is rejected once: clients list again without a token.
+    assert rejection(log, event_service_pb2.ListEventsRequest(page_token="ZXYxOjI")) == INVALID_TOKEN_MESSAGE

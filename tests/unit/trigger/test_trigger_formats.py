@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conveyor import refs
 from conveyor.v1 import pipeline_pb2
 from conveyor_trigger.domain.formats import FORMATS, PayloadError, UnknownFormat, WebhookRequest, parse_webhook
 from conveyor_trigger.usecases.ingest import parse as safe_parse
@@ -56,6 +57,21 @@ def test_sample_is_normalised_to_the_expected_pushes(sample: Sample) -> None:
     again = parse_webhook(sample.format, request_for(sample))
     assert [p.event_id for p in again.pushes] == [p.event_id for p in result.pushes]
     assert len({p.event_id for p in result.pushes}) == len(result.pushes)
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_every_parsers_pushes_leave_normalised(fmt: str) -> None:
+    # Mixed-case hosts, Hub aliases and stray slashes, as payloads and the `registry` setting spell them.
+    request = {"default_registry": "HTTPS://Index.Docker.IO/", "received_at": RECEIVED}
+    pushes = [
+        push
+        for sample in SAMPLE_LIST
+        if sample.format == fmt
+        for push in parse_webhook(fmt, request_for(sample, **request)).pushes
+    ]
+    assert pushes, f"no sample of {fmt} yields a push"
+    for push in pushes:
+        assert refs.normalize_repo(push.registry, push.repository) == (push.registry, push.repository)
 
 
 # --- distribution ---------------------------------------------------------------------------

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
+from conveyor.refs import normalize_repo
 from conveyor.v1 import pipeline_pb2
-from conveyor_trigger.domain.matching import (
-    ExcludedPipeline,
-    Outcome,
-    PipelineIndex,
-    compile_pipeline,
-    repo_key,
-)
+from conveyor_trigger.domain.matching import ExcludedPipeline, Outcome, PipelineIndex, compile_pipeline
 from tests.unit.trigger.trigger_factories import FILTER, pipeline, push
 
 LOCAL = pipeline_pb2.IMAGE_ORIGIN_LOCAL_PUSH
@@ -120,7 +115,7 @@ def test_hosts_compare_case_insensitively_and_docker_hub_aliases_fold() -> None:
         assert outcomes(index, "1.25", registry=host, repository=repository) == {"pipelines/hub": Outcome.MATCHED}
     # Repository paths compare exactly (they are lower case by the distribution spec).
     assert outcomes(index, "v1", repository="team/app2") == {"": Outcome.NO_PIPELINE}
-    assert repo_key("https://Index.Docker.io/", "nginx") == ("docker.io", "library/nginx")
+    assert normalize_repo("https://Index.Docker.io/", "nginx") == ("docker.io", "library/nginx")
 
 
 def test_matching_only_looks_at_the_pushes_repository_among_many() -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from conveyor.retry import RetryPolicy
 from conveyor.v1 import bus_pb2, pipeline_pb2
-from conveyor_trigger.adapters.pipeline_cache import PipelineCache
+from conveyor_trigger.adapters import pipeline_cache
+from conveyor_trigger.adapters.pipeline_cache import RESYNC_RETRY, PipelineCache
 from tests.support.net import eventually
 from tests.unit.trigger.trigger_factories import FILTER, pipeline
 
@@ -79,7 +83,7 @@ def _called(source: FakeSource):  # type: ignore[no-untyped-def]
 
 async def test_config_outage_keeps_the_cache_and_a_return_picks_up_new_pipelines() -> None:
     source = FakeSource(pipeline("a"))
-    cache = PipelineCache(source, resync_interval=0.05, retry_min=0.01, retry_max=0.05)
+    cache = PipelineCache(source, resync_interval=0.05, retry_policy=RetryPolicy(0.01, 0.05, jitter=0.0))
     stop = asyncio.Event()
     task = asyncio.create_task(cache.run(stop))
     try:
@@ -147,3 +151,29 @@ async def test_a_notice_with_an_invalid_regex_excludes_the_pipeline() -> None:
     )
     assert names(cache) == set()
     assert "does not compile" in cache.current().excluded["pipelines/a"].reason
+
+
+def test_reloads_after_a_failure_back_off_as_before() -> None:
+    # 0.5 s doubling up to 10 s, exactly (no jitter): the waits the cache used before conveyor.retry.
+    assert [RESYNC_RETRY.delay(n) for n in range(1, 8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert RESYNC_RETRY.max_attempts is None and RESYNC_RETRY.deadline is None  # never gives up
+
+
+async def test_the_backoff_starts_over_after_a_successful_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = FakeSource(pipeline("a"))
+    waits: list[float] = []
+    cache = PipelineCache(source, resync_interval=0.2, retry_policy=RetryPolicy(0.02, 1.0, jitter=0.0))
+    stop = asyncio.Event()
+    real_wait = pipeline_cache._wait_any
+
+    async def recording(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:
+        waits.append(timeout)
+        if len(waits) == 6:
+            stop.set()
+        source.down = len(waits) in (1, 3)  # loads: fail, fail, ok, fail, ok, ok
+        await real_wait(first, second, 0.001)
+
+    monkeypatch.setattr(pipeline_cache, "_wait_any", recording)
+    source.down = True
+    await asyncio.wait_for(cache.run(stop), 5)
+    assert waits == [0.02, 0.04, 0.2, 0.02, 0.2, 0.2]

@@ -11,6 +11,7 @@ import pytest
 from google.protobuf.message import Message
 
 from conveyor import bus
+from conveyor.aip.page_tokens import INVALID_TOKEN_MESSAGE, OTHER_QUERY_MESSAGE, PageTokenCodec
 from conveyor.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from conveyor.names import new_id
 from conveyor.v1 import bus_pb2, event_service_pb2, run_pb2
@@ -346,9 +347,14 @@ class RegistryError(Exception):
         self.kind, self.message = kind, message
 
 
+CODEC = PageTokenCodec.ephemeral()
+
+
 async def tags_for(request: event_service_pb2.ListTagsRequest, lister=None, resolver=None, loaded=True):  # type: ignore[no-untyped-def]
     index, _ = PipelineIndex.build([pipeline("web", registry="Index.Docker.io", repository="nginx")])
-    return await list_tags(request, index=lambda: index, cache_loaded=lambda: loaded, lister=lister, resolver=resolver)
+    return await list_tags(
+        request, index=lambda: index, cache_loaded=lambda: loaded, lister=lister, resolver=resolver, codec=CODEC
+    )
 
 
 async def test_list_tags_of_a_pipeline_with_digests_and_pages() -> None:
@@ -365,6 +371,35 @@ async def test_list_tags_of_a_pipeline_with_digests_and_pages() -> None:
     )
     assert [t.tag for t in second.tags] == ["latest"] and second.next_page_token == ""
     assert second.tags[0].digest == ""
+
+
+async def test_list_tags_page_tokens_carry_the_registry_cursor_signed_and_bound_to_the_repository() -> None:
+    lister = FakeLister(["1.25", "1.26", "latest"])
+    first = await tags_for(event_service_pb2.ListTagsRequest(pipeline="pipelines/web", page_size=1), lister)
+    assert first.next_page_token not in ("", "1")  # the registry's own token ("1") travels inside, signed
+    # The same repository named directly continues the pages; another repository may not use them.
+    direct = event_service_pb2.ListTagsRequest(
+        registry="docker.io", repository="nginx", page_size=1, page_token=first.next_page_token
+    )
+    assert [t.tag for t in (await tags_for(direct, lister)).tags] == ["1.26"]
+    assert lister.calls[-1] == ("docker.io", "library/nginx", 1, "1")
+    calls = len(lister.calls)
+    for token, message in [
+        (first.next_page_token, OTHER_QUERY_MESSAGE),
+        ("1", INVALID_TOKEN_MESSAGE),  # a registry token made up by the client is not accepted
+    ]:
+        request = event_service_pb2.ListTagsRequest(registry="r.example.com", repository="a/b", page_token=token)
+        with pytest.raises(InvalidArgument) as error:
+            await tags_for(request, lister)
+        assert [(v.field, v.description) for v in error.value.violations] == [("page_token", message)]
+    assert len(lister.calls) == calls  # refused before the registry is asked
+
+
+async def test_list_tags_page_size_policy() -> None:
+    lister = FakeLister([f"v{n}" for n in range(1500)])
+    assert len((await tags_for(event_service_pb2.ListTagsRequest(pipeline="pipelines/web"), lister)).tags) == 100
+    big = await tags_for(event_service_pb2.ListTagsRequest(pipeline="pipelines/web", page_size=5000), lister)
+    assert len(big.tags) == 1000 and lister.calls[-1][2] == 1000
 
 
 async def test_list_tags_by_registry_and_repository_and_digest_failures_stay_empty() -> None:

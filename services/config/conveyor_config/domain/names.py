@@ -1,32 +1,27 @@
-"""Identifiers users give: tags, Kubernetes names, request ids; names of enum values."""
+"""Identifiers: the prefixes of generated ids, request ids users give; names of enum values.
+
+Ids themselves (validation, generation) are conveyor.aip.ids; tags are conveyor.tagfilter.is_valid_tag;
+Kubernetes names are conveyor.names.kubernetes_name_violations.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from conveyor import refs
 from conveyor.errors import FieldViolation, InvalidArgument
 
 REQUEST_ID_MAX_CHARS = 128
+# Generated ids are `prefix + lowercase ULID` (conveyor.aip.ids.new_id): a letter first, as an id must start.
+PIPELINE_ID_PREFIX = "p"
+RUN_ID_PREFIX = "r"
 
-# Kubernetes DNS-1123 label: namespaces, and (as Conveyor requires) workload and container names.
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REQUEST_ID = re.compile(r"^[!-~]+$")
 
 
 def enum_names(enum_type: Any) -> list[str]:
     # Protobuf enum wrappers are not iterable; `.keys()` is their API.
     return [name for name in enum_type.keys() if not name.endswith("_UNSPECIFIED")]  # noqa: SIM118
-
-
-def is_valid_tag(tag: str) -> bool:
-    # The distribution grammar's \w is ASCII only (conveyor.refs' pattern also admits Unicode letters).
-    return tag.isascii() and refs.is_valid_tag(tag)
-
-
-def is_dns1123_label(value: str) -> bool:
-    return len(value) <= 63 and bool(_DNS1123_LABEL.match(value))
 
 
 def validate_request_id(request_id: str) -> None:

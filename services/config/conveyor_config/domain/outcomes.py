@@ -33,3 +33,5 @@ class EventOutcome(enum.Enum):
     STORED = "stored"
     DUPLICATE = "duplicate"
     NO_PIPELINE = "no_pipeline"
+    # For a run that was deleted (it has a tombstone): dropped, so it stays deleted.
+    DELETED = "deleted"

@@ -1,4 +1,5 @@
-"""What a valid pipeline is: normalisation, validation with field violations, etags, descriptions."""
+"""What a valid pipeline is: normalisation, validation with field violations, what an update may change
+(AIP-134, over conveyor.aip.field_masks), etags, descriptions."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import re
 import secrets
 from collections.abc import Iterable
 
-from conveyor import refs
+from conveyor import refs, tagfilter
+from conveyor.aip.field_masks import UpdatableFields
 from conveyor.errors import FieldViolation, InvalidArgument
+from conveyor.names import KubernetesKind, kubernetes_name_violations
 from conveyor.v1 import pipeline_pb2
 from conveyor.v1.pipeline_pb2 import Pipeline
-from conveyor_config.domain.names import enum_names, is_dns1123_label, is_valid_tag
-from conveyor_config.domain.tag_filters import compile_tag_regex
+from conveyor_config.domain.names import enum_names
 
 DISPLAY_NAME_MAX_CHARS = 200
 DESCRIPTION_MAX_CHARS = 4000
-TAG_FILTER_VALUE_MAX_CHARS = 1024
 CLUSTER_MAX_CHARS = 253
 DEFAULT_ROLLOUT_TIMEOUT_SECONDS = 10 * 60
 MAX_ROLLOUT_TIMEOUT_SECONDS = 6 * 3600
@@ -25,6 +26,28 @@ MAX_ROLLOUT_TIMEOUT_SECONDS = 6 * 3600
 _CLUSTER_NAME = re.compile(r"^[!-~]+$")
 _REGION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_WORKLOAD_KINDS: dict[int, KubernetesKind] = {
+    pipeline_pb2.Target.DEPLOYMENT: "Deployment",
+    pipeline_pb2.Target.STATEFULSET: "StatefulSet",
+    pipeline_pb2.Target.DAEMONSET: "DaemonSet",
+}
+
+# `name` identifies the resource; the rest are computed by the service.
+OUTPUT_ONLY_FIELDS = ("name", "create_time", "update_time", "etag")
+# UpdatePipeline: every other field is updatable; output-only paths in a mask are skipped, not an error
+# (a mask read back from GetPipeline may name them).
+UPDATABLE = UpdatableFields.all_except(Pipeline.DESCRIPTOR, OUTPUT_ONLY_FIELDS, ignore_output_only=True)
+
+
+def clear_output_only(pipeline: Pipeline) -> None:
+    for field in OUTPUT_ONLY_FIELDS:
+        pipeline.ClearField(field)
+
+
+def target_changed(before: Pipeline, after: Pipeline) -> bool:
+    return bool(
+        before.target.SerializeToString(deterministic=True) != after.target.SerializeToString(deterministic=True)
+    )
 
 
 def normalize_pipeline(pipeline: Pipeline) -> Pipeline:
@@ -35,10 +58,7 @@ def normalize_pipeline(pipeline: Pipeline) -> Pipeline:
     result = Pipeline()
     result.CopyFrom(pipeline)
     source = result.source
-    if source.registry:
-        source.registry = refs.normalize_registry(source.registry)
-    if source.repository:
-        source.repository = refs.normalize_repository(source.registry, source.repository)
+    source.registry, source.repository = refs.normalize_repo(source.registry, source.repository)
     if source.tag_filter.type == pipeline_pb2.TagFilter.TYPE_UNSPECIFIED:
         source.tag_filter.type = pipeline_pb2.TagFilter.ANY
     if source.origin == pipeline_pb2.IMAGE_ORIGIN_UNSPECIFIED:
@@ -96,33 +116,7 @@ def _validate_source(source: pipeline_pb2.Source, prefix: str) -> list[FieldViol
                 "(. _ __ -) in components joined by '/', e.g. team/app",
             )
         )
-    tag_filter = source.tag_filter
-    value_field = f"{prefix}.tag_filter.value"
-    if tag_filter.type not in pipeline_pb2.TagFilter.Type.values():
-        out.append(FieldViolation(f"{prefix}.tag_filter.type", f"unknown tag filter type {tag_filter.type}"))
-    elif tag_filter.type == pipeline_pb2.TagFilter.EXACT:
-        if not tag_filter.value:
-            out.append(FieldViolation(value_field, "required for an EXACT filter: the tag to deploy"))
-        elif not is_valid_tag(tag_filter.value):
-            out.append(
-                FieldViolation(
-                    value_field,
-                    f"{tag_filter.value!r} is not a valid tag: up to 128 letters, digits, '_', '.' and '-', "
-                    "not starting with '.' or '-'",
-                )
-            )
-    elif tag_filter.type == pipeline_pb2.TagFilter.REGEX:
-        if not tag_filter.value:
-            out.append(FieldViolation(value_field, "required for a REGEX filter: an RE2 expression"))
-        elif len(tag_filter.value) > TAG_FILTER_VALUE_MAX_CHARS:
-            out.append(FieldViolation(value_field, f"at most {TAG_FILTER_VALUE_MAX_CHARS} characters"))
-        else:
-            try:
-                compile_tag_regex(tag_filter.value)
-            except ValueError as exc:
-                out.append(FieldViolation(value_field, f"invalid RE2 expression {tag_filter.value!r}: {exc}"))
-    elif tag_filter.value:
-        out.append(FieldViolation(value_field, "must be empty when the filter type is ANY"))
+    out.extend(tagfilter.validate(source.tag_filter, f"{prefix}.tag_filter"))
     if source.origin not in pipeline_pb2.ImageOrigin.values():
         out.append(FieldViolation(f"{prefix}.origin", f"unknown image origin {source.origin}"))
     return out
@@ -144,18 +138,11 @@ def _validate_target(target: pipeline_pb2.Target, prefix: str) -> list[FieldViol
                 f"{target.cluster!r} is not a cluster name: 1-{CLUSTER_MAX_CHARS} printable characters, no spaces",
             )
         )
-    for field in ("namespace", "workload", "container"):
-        value = getattr(target, field)
-        if not value:
-            out.append(FieldViolation(f"{prefix}.{field}", "required"))
-        elif not is_dns1123_label(value):
-            out.append(
-                FieldViolation(
-                    f"{prefix}.{field}",
-                    f"{value!r} is not a valid {field} name (DNS-1123 label): at most 63 lowercase letters, "
-                    "digits and '-', starting and ending with a letter or digit",
-                )
-            )
+    out.extend(kubernetes_name_violations("Namespace", target.namespace, f"{prefix}.namespace"))
+    # An unknown kind is reported below; every workload kind names its objects by the same rule.
+    kind = _WORKLOAD_KINDS.get(target.workload_kind, "Deployment")
+    out.extend(kubernetes_name_violations(kind, target.workload, f"{prefix}.workload"))
+    out.extend(kubernetes_name_violations("Container", target.container, f"{prefix}.container"))
     kinds = ", ".join(enum_names(pipeline_pb2.Target.WorkloadKind))
     if target.workload_kind not in pipeline_pb2.Target.WorkloadKind.values() or target.workload_kind == 0:
         out.append(FieldViolation(f"{prefix}.workload_kind", f"required: one of {kinds}"))

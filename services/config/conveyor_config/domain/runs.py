@@ -31,6 +31,23 @@ def advances(current: int, new: int) -> bool:
     return state_rank(new) > state_rank(current)
 
 
+# Where an event's log entries sort in the run's log (then by the event's time, then by arrival): the
+# QUEUED event first and the event that ended the run last, whatever their times and arrival say. A
+# redelivered QUEUED event may arrive after the outcome, and the trigger's and deployer's clocks differ.
+LOG_PHASE_QUEUED = 0
+LOG_PHASE_PROGRESS = 1
+LOG_PHASE_OUTCOME = 2
+
+
+def log_phase(event_state: int, *, ended_run: bool) -> int:
+    """The phase of an event's entries; `ended_run`: this event moved the run to its terminal state."""
+    if ended_run:
+        return LOG_PHASE_OUTCOME
+    if event_state == Run.QUEUED:
+        return LOG_PHASE_QUEUED
+    return LOG_PHASE_PROGRESS
+
+
 def new_run_from_event(run_name: str, event: bus_pb2.RunEvent, now: timestamp_pb2.Timestamp) -> Run:
     """The run record created when config first hears of a run through an event."""
     run = Run(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -17,19 +19,60 @@ from conveyor.v1 import bus_pb2
 log = logging.getLogger(__name__)
 
 
-async def follow_changes(nc: NATS, on_change: Callable[[str | None], None]) -> Subscription:
-    """Call `on_change(pipeline_id)` for every PipelineChanged notice, from any replica.
+class ChangeFollower:
+    """Calls `on_change(pipeline_id)` for every PipelineChanged notice, from any replica.
 
-    `None` means "could be anything" (a notice without a usable name).
+    `None` means "could be anything": a notice without a usable name, or a restart after the
+    subscription ended (notices sent meanwhile were missed).
     """
 
-    async def handle(msg: Msg) -> None:
+    def __init__(self, nc: NATS, on_change: Callable[[str | None], None]) -> None:
+        self.nc = nc
+        self.on_change = on_change
+        self._subscription: Subscription | None = None
+        self._followed = False
+
+    async def subscribe(self) -> None:
+        """Subscribe now (app.py does before serving, so no change made after start is missed)."""
+        if self._subscription is None:
+            self._subscription = await self.nc.subscribe(PIPELINE_CHANGED_SUBJECT)
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Handle notices until `stop` is set; raises ConnectionError if the subscription ends before.
+
+        Meant for `bus.consume_forever`, which calls it again after a crash.
+        """
+        await self.subscribe()
+        subscription = self._subscription
+        assert subscription is not None
+        if self._followed:
+            self.on_change(None)  # a restart: notices may have been missed
+        self._followed = True
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            messages = aiter(subscription.messages)
+            while not stop.is_set():
+                receiver = asyncio.ensure_future(anext(messages))
+                await asyncio.wait((receiver, stopper), return_when=asyncio.FIRST_COMPLETED)
+                if not receiver.done():
+                    receiver.cancel()
+                    break
+                try:
+                    msg = receiver.result()
+                except StopAsyncIteration:
+                    raise ConnectionError("the PipelineChanged subscription ended") from None
+                self._handle(msg)
+        finally:
+            stopper.cancel()
+            self._subscription = None
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    def _handle(self, msg: Msg) -> None:
         try:
             change = bus.decode(bus_pb2.PipelineChanged, msg.data)
         except DecodeError:
             log.warning("ignoring an undecodable PipelineChanged notice")
             return
         name = change.pipeline.name
-        on_change(name.removeprefix("pipelines/") if name.startswith("pipelines/") else None)
-
-    return await nc.subscribe(PIPELINE_CHANGED_SUBJECT, cb=handle)
+        self.on_change(name.removeprefix("pipelines/") if name.startswith("pipelines/") else None)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import NoReturn
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from conveyor import bus, metrics as shared_metrics
-from conveyor.errors import InvalidArgument
+from conveyor import bus, dead_letters, metrics as shared_metrics
 from conveyor.v1 import bus_pb2
 from conveyor_config import metrics
+from conveyor_config.domain.run_events import check_run_event
 from conveyor_config.usecases.runs import RunUseCases
 
 log = logging.getLogger(__name__)
@@ -48,32 +49,30 @@ class RunEventConsumer:
             event = bus.decode(bus_pb2.RunEvent, msg.data)
         except DecodeError as exc:
             return self._malformed("undecodable", f"not a RunEvent: {exc}")
-        fallback_id = (msg.headers or {}).get(bus.MSG_ID_HEADER, "")
-        try:
-            outcome = await self.runs.record_event(event, fallback_id)
-        except InvalidArgument as exc:
-            return self._malformed("invalid", exc.message)
+        event_id = event.event_id or (msg.headers or {}).get(bus.MSG_ID_HEADER, "")
+        # Before storage: what fails here would fail there on every redelivery, or be stored wrong.
+        if problems := check_run_event(event, event_id):
+            detail = "; ".join(f"{p.violation.field}: {p.violation.description}" for p in problems)
+            return self._malformed(problems[0].reason, detail)
+        outcome = await self.runs.record_event(event, event_id)
         metrics.RUN_EVENTS.labels(outcome=outcome.value).inc()
         return bus.Outcome.ACK
 
-    def _malformed(self, reason: str, detail: str) -> bus.Outcome:
+    def _malformed(self, reason: str, detail: str) -> NoReturn:
         metrics.RUN_EVENTS.labels(outcome="malformed").inc()
         shared_metrics.BAD_INPUT.labels(source="run_events", reason=reason).inc()
-        log.warning("malformed RunEvent dropped", extra={"reason": reason, "error": detail})
-        return bus.Outcome.TERM
+        log.warning("malformed RunEvent dead-lettered", extra={"reason": reason, "error": detail})
+        # TERM, with why, in the dead letter (whose reasons are a closed set: the detail names this one).
+        dead = dead_letters.UNDECODABLE if reason == dead_letters.UNDECODABLE else dead_letters.INVALID
+        raise bus.Unprocessable(detail if dead == reason else f"{reason}: {detail}", reason=dead)
 
     def _count(self, outcome: bus.Outcome) -> None:
         shared_metrics.BUS_MESSAGES.labels(consumer=self.spec.durable, outcome=outcome.value).inc()
 
-    async def run(self, js: JetStreamContext, stop: asyncio.Event, *, retry_delay: float = 1.0) -> None:
-        """Consume until `stop` is set; survives NATS outages (the consumer is re-bound)."""
-        while not stop.is_set():
-            try:
-                await bus.pull_loop(js, self.spec, self.handle, stop, on_outcome=self._count)
-            except Exception as exc:
-                log.warning("run event consumer interrupted; restarting", extra={"error": str(exc)})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), retry_delay)
+    async def consume(self, js: JetStreamContext, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set. A crash (the consumer cannot be bound) propagates:
+        app.py runs this under `bus.consume_forever`, which restarts it and reports health."""
+        await bus.pull_loop(js, self.spec, self.handle, stop, on_outcome=self._count)
 
     async def finish(self, task: asyncio.Task[None], timeout: float) -> None:
         """After `stop` is set: let the message in hand be stored, then end the loop without

@@ -2,8 +2,9 @@
 
 StartPipeline writes the QUEUED run and its DeployRequested row in one transaction, then
 wakes the relay, which publishes at once; rows that fail (NATS down, timeout) are retried
-with backoff until JetStream stores them. The message id is the run name, so a publish
-repeated after an ambiguous failure (or by two replicas) is stored once.
+with backoff until JetStream stores them. The backoff is stored with the row (its next attempt
+time), so it survives restarts and holds across replicas. The message id is the run name, so a
+publish repeated after an ambiguous failure (or by two replicas) is stored once.
 """
 
 from __future__ import annotations
@@ -12,16 +13,24 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
+from conveyor import tracing
+from conveyor.retry import RetryPolicy
 from conveyor_config import metrics
 from conveyor_config.usecases.ports import MessagePublisher, OutboxStore
 
 log = logging.getLogger(__name__)
 
+# Rows whose trace is remembered until they are published.
+MAX_TRACES = 10_000
 
-def backoff_seconds(attempts: int, maximum: float = 30.0) -> float:
-    return float(min(0.5 * 2 ** min(attempts, 10), maximum))
+
+def retry_policy(max_backoff: float = 30.0) -> RetryPolicy:
+    """0.5 s, 1 s, 2 s, ... up to `max_backoff` after each failed publish of a row. No jitter: the wait
+    becomes the row's stored next-attempt time, by the same formula as rows stored before."""
+    return RetryPolicy(initial=0.5, maximum=max_backoff, jitter=0.0)
 
 
 class OutboxRelay:
@@ -39,12 +48,20 @@ class OutboxRelay:
         self.publisher = publisher
         self.interval = interval
         self.batch = batch
-        self.max_backoff = max_backoff
+        self.retry_policy = retry_policy(max_backoff)
         self.clock = clock
         self._wake = asyncio.Event()
+        # msg id -> the trace of the request that wrote the row, so its publish continues that trace.
+        # Memory only: a row published after a restart (or once this is full) starts a trace of its own.
+        self._traces: OrderedDict[str, tracing.Context] = OrderedDict()
 
-    def wake(self) -> None:
-        """Publish now (called after a transaction that wrote outbox rows commits)."""
+    def wake(self, msg_id: str = "") -> None:
+        """Publish now (called after a transaction that wrote outbox rows commits, e.g. row `msg_id`)."""
+        trace = tracing.current()
+        if msg_id and trace is not None:
+            self._traces[msg_id] = trace
+            while len(self._traces) > MAX_TRACES:
+                self._traces.popitem(last=False)
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -75,11 +92,13 @@ class OutboxRelay:
             failed = False
             for message in due:
                 try:
-                    await self.publisher.publish(message.subject, message.payload, message.msg_id)
+                    with tracing.attached(self._traces.get(message.msg_id)):
+                        await self.publisher.publish(message.subject, message.payload, message.msg_id)
                 except Exception as exc:
                     failed = True
                     metrics.OUTBOX_FAILURES.inc()
-                    retry_at = now + backoff_seconds(message.attempts, self.max_backoff)
+                    # `attempts` counts the failures before this one.
+                    retry_at = now + self.retry_policy.ceiling(message.attempts + 1)
                     log.warning(
                         "outbox publish failed; will retry",
                         extra={"msg_id": message.msg_id, "attempts": message.attempts + 1, "error": str(exc)},
@@ -87,6 +106,7 @@ class OutboxRelay:
                     await self.store.outbox_failed(message.id, str(exc) or type(exc).__name__, int(retry_at * 1e6))
                     break  # the bus is likely down: the rest waits for the next round
                 delivered.append(message.id)
+                self._traces.pop(message.msg_id, None)
             await self.store.outbox_delivered(delivered)
             published += len(delivered)
             metrics.OUTBOX_PUBLISHED.inc(len(delivered))

@@ -11,22 +11,25 @@ from dataclasses import dataclass, field
 from google.protobuf import timestamp_pb2
 
 from conveyor import logs
+from conveyor.aip import field_masks, ids, paging
+from conveyor.aip.page_tokens import PageTokenCodec
 from conveyor.errors import Aborted, AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from conveyor.names import new_id, parse_pipeline_name, validate_user_id as _validate_user_id
+from conveyor.names import parse_pipeline_name
 from conveyor.v1 import bus_pb2, pipeline_pb2
 from conveyor.v1.pipeline_pb2 import Pipeline
-from conveyor_config.domain import page_tokens
-from conveyor_config.domain.filters import parse_pipeline_filter
-from conveyor_config.domain.masks import apply_update_mask, clear_output_only, target_changed
-from conveyor_config.domain.names import validate_request_id
+from conveyor_config.domain.names import PIPELINE_ID_PREFIX, validate_request_id
 from conveyor_config.domain.outcomes import CreateOutcome, DeleteOutcome
 from conveyor_config.domain.pipelines import (
+    UPDATABLE,
     check_pipeline,
+    clear_output_only,
     missing_container_message,
     new_etag,
     normalize_pipeline,
+    target_changed,
     validate_pipeline,
 )
+from conveyor_config.domain.queries import parse_pipeline_filter
 from conveyor_config.usecases.caches import CountCache, PipelineCache
 from conveyor_config.usecases.common import collect, require, timestamp
 from conveyor_config.usecases.ports import (
@@ -46,6 +49,8 @@ CREATE_SCOPE = "CreatePipeline"
 class PipelineUseCases:
     store: PipelineRepository
     changes: ChangePublisher
+    # One codec per process, keyed by CONVEYOR_PAGE_TOKEN_KEY (app.py builds it).
+    page_tokens: PageTokenCodec
     targets: WorkloadLookup | None = None
     clock: Callable[[], float] = time.time
     count_cache_seconds: float = 2.0
@@ -60,7 +65,7 @@ class PipelineUseCases:
     ) -> Pipeline:
         violations = collect(lambda: validate_request_id(request_id))
         if pipeline_id:
-            violations += collect(lambda: _validate_user_id(pipeline_id, "pipeline_id"))
+            violations += collect(lambda: ids.validate_id(pipeline_id, "pipeline_id"))
         candidate = Pipeline()
         candidate.CopyFrom(pipeline)
         clear_output_only(candidate)
@@ -72,7 +77,7 @@ class PipelineUseCases:
                 replayed: Pipeline = Pipeline.FromString(earlier)
                 return replayed
         await self._check_target(normalized.target)
-        pipeline_id = pipeline_id or new_id()
+        pipeline_id = pipeline_id or ids.new_id(PIPELINE_ID_PREFIX)
         normalized.name = f"pipelines/{pipeline_id}"
         if validate_only:
             return normalized
@@ -128,10 +133,10 @@ class PipelineUseCases:
             self.cache.invalidate(pipeline_id)
 
     async def list(self, *, page_size: int, page_token: str, filter: str) -> tuple[list[Pipeline], str, int]:
-        size = page_tokens.page_size(page_size)
+        size = paging.page_size(page_size)
         where = parse_pipeline_filter(filter)
-        binding = page_tokens.page_binding("pipelines", where.canonical())
-        after = page_tokens.decode_page_token(page_token, binding, (str,))[0] if page_token else None
+        query = where.page_query()
+        after = self.page_tokens.decode(page_token, query, (str,))[0] if page_token else None
         cached_total = self._counts.get(where.canonical())
         if cached_total is None:
             page, total = await asyncio.gather(
@@ -144,10 +149,11 @@ class PipelineUseCases:
         next_token = ""
         if len(page) > size:
             page = page[:size]
-            next_token = page_tokens.encode_page_token([page[-1].name.removeprefix("pipelines/")], binding)
+            next_token = self.page_tokens.encode([page[-1].name.removeprefix("pipelines/")], query)
         return page, next_token, total
 
     async def update(self, patch: Pipeline, paths: Sequence[str], *, validate_only: bool = False) -> Pipeline:
+        """UpdatePipeline with AIP-134 masks: named paths; no paths = the fields `patch` sets; `*` = replace."""
         if not patch.name:
             raise InvalidArgument.from_violations([FieldViolation("pipeline.name", "required: pipelines/{pipeline}")])
         pipeline_id = parse_pipeline_name(patch.name, "pipeline.name").pipeline
@@ -160,7 +166,7 @@ class PipelineUseCases:
                         "get it again and retry",
                         metadata={"name": existing.name},
                     )
-                merged = apply_update_mask(existing, patch, paths)
+                merged, applied = field_masks.apply(existing, patch, paths, UPDATABLE)
                 updated = check_pipeline(merged)
                 if target_changed(existing, updated):
                     await self._check_target(updated.target)
@@ -172,7 +178,7 @@ class PipelineUseCases:
                 if await self.store.replace_pipeline(updated, existing.etag):
                     self.cache.invalidate(pipeline_id)
                     self._counts.invalidate()  # `disabled` and the filtered fields may have changed
-                    log.info("pipeline updated", extra={"paths": ",".join(paths) or "*"})
+                    log.info("pipeline updated", extra={"paths": ",".join(applied)})
                     await self._publish(bus_pb2.PipelineChanged.UPDATED, updated, now)
                     return updated
                 if patch.etag:
@@ -185,7 +191,8 @@ class PipelineUseCases:
     async def delete(self, name: str, etag: str = "") -> None:
         pipeline_id = parse_pipeline_name(name).pipeline
         with logs.bind(pipeline=pipeline_id):
-            outcome, active = await self.store.delete_pipeline(pipeline_id, etag)
+            now = timestamp(self.clock())
+            outcome, active = await self.store.delete_pipeline(pipeline_id, etag, now)
             if outcome is DeleteOutcome.NOT_FOUND:
                 raise NotFound(f"pipeline {name} not found", metadata={"name": name})
             if outcome is DeleteOutcome.STALE_ETAG:
@@ -203,7 +210,7 @@ class PipelineUseCases:
             self._counts.invalidate()
             self.cache.invalidate(pipeline_id)
             log.info("pipeline deleted")
-            await self._publish(bus_pb2.PipelineChanged.DELETED, Pipeline(name=name), timestamp(self.clock()))
+            await self._publish(bus_pb2.PipelineChanged.DELETED, Pipeline(name=name), now)
 
     async def _publish(self, change: int, pipeline: Pipeline, now: timestamp_pb2.Timestamp) -> None:
         message = bus_pb2.PipelineChanged(change=change, pipeline=pipeline, time=now)  # type: ignore[arg-type]

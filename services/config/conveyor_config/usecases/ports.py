@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from google.protobuf import timestamp_pb2
 
@@ -13,8 +13,8 @@ from conveyor.names import RunName
 from conveyor.v1 import bus_pb2, pipeline_pb2, target_service_pb2
 from conveyor.v1.pipeline_pb2 import Pipeline
 from conveyor.v1.run_pb2 import Run, RunLogEntry
-from conveyor_config.domain.filters import PipelineFilter
 from conveyor_config.domain.outcomes import CreateOutcome, DeleteOutcome, EventOutcome, StartOutcome
+from conveyor_config.domain.queries import PipelineFilter
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,17 @@ class NewOutboxMessage:
 @dataclass(frozen=True)
 class RunProgress:
     state: int
+    # The arrival sequence the next log entry gets (= entries stored so far).
     log_count: int
+
+
+class LogPosition(NamedTuple):
+    """A log entry's place in its run's log, which is read in this order (domain.runs.log_phase)."""
+
+    phase: int
+    event_time_us: int
+    # Arrival order (0, 1, ... per run).
+    seq: int
 
 
 class PipelineRepository(Protocol):
@@ -58,7 +68,9 @@ class PipelineRepository(Protocol):
     async def list_pipelines(self, where: PipelineFilter, after_id: str | None, limit: int) -> list[Pipeline]: ...
     async def count_pipelines(self, where: PipelineFilter) -> int: ...
     async def replace_pipeline(self, pipeline: Pipeline, expected_etag: str) -> bool: ...
-    async def delete_pipeline(self, pipeline_id: str, etag: str) -> tuple[DeleteOutcome, list[str]]: ...
+    async def delete_pipeline(
+        self, pipeline_id: str, etag: str, now: timestamp_pb2.Timestamp
+    ) -> tuple[DeleteOutcome, list[str]]: ...
 
 
 class RunRepository(Protocol):
@@ -79,8 +91,10 @@ class RunRepository(Protocol):
     async def list_runs(
         self, pipeline_id: str | None, states: frozenset[int], after: tuple[int, str, str] | None, limit: int
     ) -> list[Run]: ...
-    async def delete_run(self, name: RunName) -> DeleteOutcome: ...
-    async def read_run_logs(self, name: RunName, from_seq: int, limit: int) -> list[tuple[int, RunLogEntry]]: ...
+    async def delete_run(self, name: RunName, now: timestamp_pb2.Timestamp) -> DeleteOutcome: ...
+    async def read_run_logs(
+        self, name: RunName, seqs: range, after: LogPosition | None = None, *, limit: int
+    ) -> list[tuple[LogPosition, RunLogEntry]]: ...
     async def apply_run_event(
         self, name: RunName, event_id: str, event: bus_pb2.RunEvent, now: timestamp_pb2.Timestamp
     ) -> EventOutcome: ...
@@ -130,3 +144,7 @@ class MessagePublisher(Protocol):
 
 class RequestStore(Protocol):
     async def purge_requests(self, before_us: int) -> int: ...
+
+
+class TombstoneStore(Protocol):
+    async def purge_tombstones(self, before_us: int) -> int: ...

@@ -10,27 +10,26 @@ from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
-from conveyor import logs, refs
-from conveyor.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from conveyor.names import ALL_PIPELINES, derived_id, new_id, parse_pipeline_name, parse_run_name
+from conveyor import logs, refs, tagfilter, tracing
+from conveyor.aip import ids, paging
+from conveyor.aip.page_tokens import PageTokenCodec
+from conveyor.errors import Aborted, FailedPrecondition, FieldViolation, NotFound
+from conveyor.names import ALL_PIPELINES, parse_pipeline_name, parse_run_name
 from conveyor.v1 import bus_pb2, pipeline_pb2
 from conveyor.v1.pipeline_pb2 import Pipeline
 from conveyor.v1.run_pb2 import Run, RunLogEntry
-from conveyor_config.domain import page_tokens
-from conveyor_config.domain.filters import parse_run_filter
-from conveyor_config.domain.names import is_valid_tag, validate_request_id
+from conveyor_config.domain.names import RUN_ID_PREFIX, validate_request_id
 from conveyor_config.domain.outcomes import DeleteOutcome, EventOutcome, StartOutcome
 from conveyor_config.domain.pipelines import describe_target
+from conveyor_config.domain.queries import parse_run_filter
 from conveyor_config.domain.runs import is_terminal
-from conveyor_config.domain.tag_filters import tag_matches
 from conveyor_config.usecases.common import collect, require, timestamp
 from conveyor_config.usecases.notifier import RunNotifier
-from conveyor_config.usecases.ports import ImageResolver, NewOutboxMessage, RequestRecord, RunRepository
+from conveyor_config.usecases.ports import ImageResolver, LogPosition, NewOutboxMessage, RequestRecord, RunRepository
 
 log = logging.getLogger(__name__)
 
 START_SCOPE = "StartPipeline"
-MAX_EVENT_ID_CHARS = 512
 _LOG_PAGE = 500
 
 
@@ -40,7 +39,10 @@ class RunUseCases:
     notifier: RunNotifier
     # The bus subject of DeployRequested outbox rows (app.py passes conveyor.bus's; use cases import no bus code).
     deploy_subject: str
-    wake_outbox: Callable[[], None] = lambda: None
+    # One codec per process, keyed by CONVEYOR_PAGE_TOKEN_KEY (app.py builds it).
+    page_tokens: PageTokenCodec
+    # Called with the outbox row's msg id once its transaction committed (the relay publishes it now).
+    wake_outbox: Callable[[str], None] = lambda _msg_id: None
     resolver: ImageResolver | None = None
     clock: Callable[[], float] = time.time
     tail_poll_interval: float = 2.0
@@ -50,7 +52,7 @@ class RunUseCases:
         violations = collect(lambda: parse_pipeline_name(name))
         if not tag:
             violations.append(FieldViolation("tag", "required: the tag to deploy"))
-        elif not is_valid_tag(tag):
+        elif not tagfilter.is_valid_tag(tag):
             violations.append(
                 FieldViolation("tag", f"{tag!r} is not a valid tag: up to 128 letters, digits, '_', '.' and '-'")
             )
@@ -83,7 +85,7 @@ class RunUseCases:
                 if outcome is StartOutcome.STARTED:
                     with logs.bind(run=run.name.rsplit("/", 1)[-1]):
                         log.info("run queued", extra={"image": run.image, "trigger": "MANUAL"})
-                    self.wake_outbox()
+                    self.wake_outbox(message.msg_id)
                     return run
                 if outcome is StartOutcome.REPLAYED and earlier is not None:
                     first: Run = Run.FromString(earlier)
@@ -111,7 +113,11 @@ class RunUseCases:
         digest, notes = await self._resolve(source, tag, digest, now)
         image = refs.image_ref(source.registry, source.repository, tag, digest, pin_digest=pipeline.options.pin_digest)
         pipeline_id = pipeline.name.removeprefix("pipelines/")
-        run_id = derived_id(int(now_seconds * 1000), "manual", pipeline_id, request_id) if request_id else new_id()
+        run_id = (
+            ids.derived_id(RUN_ID_PREFIX, int(now_seconds * 1000), "manual", pipeline_id, request_id)
+            if request_id
+            else ids.new_id(RUN_ID_PREFIX)
+        )
         run = Run(
             name=f"{pipeline.name}/runs/{run_id}",
             trigger=Run.MANUAL,
@@ -130,7 +136,7 @@ class RunUseCases:
             ),
             *notes,
         ]
-        if not tag_matches(source.tag_filter, tag):
+        if not tagfilter.matches(source.tag_filter, tag):
             entries.append(
                 RunLogEntry(
                     time=now,
@@ -202,12 +208,12 @@ class RunUseCases:
 
     async def list(self, *, parent: str, page_size: int, page_token: str, filter: str) -> tuple[list[Run], str]:
         pipeline_id = parse_pipeline_name(parent, "parent", allow_wildcard=True).pipeline
-        size = page_tokens.page_size(page_size)
+        size = paging.page_size(page_size)
         where = parse_run_filter(filter)
-        binding = page_tokens.page_binding("runs", pipeline_id, where.canonical())
+        query = where.page_query(pipeline_id)
         after: tuple[int, str, str] | None = None
         if page_token:
-            created, after_pipeline, after_run = page_tokens.decode_page_token(page_token, binding, (int, str, str))
+            created, after_pipeline, after_run = self.page_tokens.decode(page_token, query, (int, str, str))
             after = (created, after_pipeline, after_run)
         scope = None if pipeline_id == ALL_PIPELINES else pipeline_id
         if scope is not None and not await self.store.pipeline_exists(scope):
@@ -217,14 +223,14 @@ class RunUseCases:
         if len(page) > size:
             page = page[:size]
             last = parse_run_name(page[-1].name)
-            next_token = page_tokens.encode_page_token(
-                [page[-1].create_time.ToMicroseconds(), last.pipeline, last.run], binding
+            next_token = self.page_tokens.encode(
+                [page[-1].create_time.ToMicroseconds(), last.pipeline, last.run], query
             )
         return page, next_token
 
     async def delete(self, name: str) -> None:
         run_name = parse_run_name(name)
-        outcome = await self.store.delete_run(run_name)
+        outcome = await self.store.delete_run(run_name, timestamp(self.clock()))
         if outcome is DeleteOutcome.NOT_FOUND:
             raise NotFound(f"run {name} not found", metadata={"name": name})
         if outcome is DeleteOutcome.NOT_TERMINAL:
@@ -238,11 +244,15 @@ class RunUseCases:
             log.info("run deleted")
 
     async def tail(self, name: str, *, follow: bool) -> AsyncIterator[RunLogEntry]:
-        """The log so far; with `follow`, new entries as they are stored until the run is terminal."""
+        """The log so far, in log order; with `follow`, new entries as they are stored until the run is terminal.
+
+        A follower gets each entry once: those stored since its last read come in log order among
+        themselves, after what it was already sent (a late QUEUED event comes when it arrives).
+        """
         run_name = parse_run_name(name)
         if await self.store.run_progress(run_name) is None:
             raise NotFound(f"run {name} not found", metadata={"name": name})
-        next_seq = 0
+        sent = 0  # entries are numbered by arrival: those below this were sent
         with self.notifier.watch(str(run_name)) as changes:
             while True:
                 changes.clear()
@@ -250,33 +260,39 @@ class RunUseCases:
                 progress = await self.store.run_progress(run_name)
                 if progress is None:
                     return  # deleted while we followed it
-                while True:
-                    batch = await self.store.read_run_logs(run_name, next_seq, _LOG_PAGE)
-                    for seq, entry in batch:
-                        next_seq = seq + 1
+                arrived = range(sent, progress.log_count)
+                after: LogPosition | None = None
+                while arrived:
+                    batch = await self.store.read_run_logs(run_name, arrived, after, limit=_LOG_PAGE)
+                    for position, entry in batch:
+                        after = position
                         yield entry
                     if len(batch) < _LOG_PAGE:
                         break
+                sent = progress.log_count
                 if not follow or is_terminal(progress.state):
                     return
                 # Woken by this replica's consumer; the timeout covers events stored by other replicas.
                 await changes.wait(self.tail_poll_interval)
 
-    async def record_event(self, event: bus_pb2.RunEvent, fallback_event_id: str = "") -> EventOutcome:
-        """Persist a RunEvent from the bus. InvalidArgument means the message can never be stored."""
+    async def record_event(self, event: bus_pb2.RunEvent, event_id: str) -> EventOutcome:
+        """Persist a RunEvent from the bus, known by `event_id` (its own, or its message id).
+
+        The consumer checked it first (domain.run_events.check_run_event): what is invalid never gets here.
+        """
         run_name = parse_run_name(event.run, "run")
-        event_id = event.event_id or fallback_event_id
-        if not event_id:
-            raise InvalidArgument.from_violations([FieldViolation("event_id", "required")])
-        if len(event_id) > MAX_EVENT_ID_CHARS:
-            raise InvalidArgument.from_violations(
-                [FieldViolation("event_id", f"at most {MAX_EVENT_ID_CHARS} characters")]
-            )
-        with logs.bind(pipeline=run_name.pipeline, run=run_name.run):
+        attributes = {**tracing.run_attributes(str(run_name)), "conveyor.event_id": event_id}
+        with (
+            logs.bind(pipeline=run_name.pipeline, run=run_name.run),
+            tracing.span("persist", attributes=attributes) as span,
+        ):
             outcome = await self.store.apply_run_event(run_name, event_id, event, timestamp(self.clock()))
+            span.set_attribute("conveyor.outcome", outcome.value)
             if outcome is EventOutcome.STORED:
                 self.notifier.notify(str(run_name))
                 log.debug("run event stored", extra={"state": event.state, "event_id": event_id})
             elif outcome is EventOutcome.NO_PIPELINE:
                 log.warning("run event for a pipeline that does not exist; dropped", extra={"event_id": event_id})
+            elif outcome is EventOutcome.DELETED:
+                log.info("run event for a deleted run; dropped", extra={"event_id": event_id})
         return outcome

@@ -20,6 +20,9 @@ Without the file, the kubeconfig's current context (if there is one) is the only
 named after the context. A kubeconfig cluster entry carrying the extension
 `conveyor.dev/sandbox` (written by `python -m conveyor_sandbox`) is reported as a sandbox.
 
+The file is validated by the pydantic models below (`conveyor.yamlfile`): every problem is listed
+at once, with its line, before the deployer starts.
+
 Only names, platforms, regions and the sandbox flag ever leave this module (ListClusters,
 logs); kubeconfig contents and credentials are read by the Kubernetes client and nowhere else.
 """
@@ -32,14 +35,17 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
 import yaml
+from pydantic_core import ErrorDetails
 
 from conveyor.settings import SettingsError
+from conveyor.yamlfile import Loc, YamlModel, load_yaml_file
 from conveyor_deployer.domain.clusters import PLATFORMS, ClusterConfig, current_context, marks_sandbox
 
 log = logging.getLogger(__name__)
 
-_FIELDS = {"name", "platform", "region", "kubeconfig", "context", "in_cluster", "sandbox"}
+NAME_RULE = "required, at most 253 characters, no spaces"
 
 
 def default_kubeconfig(environ: Mapping[str, str]) -> tuple[pathlib.Path, ...]:
@@ -96,76 +102,167 @@ def _current_context_cluster(environ: Mapping[str, str]) -> list[ClusterConfig]:
     ]
 
 
-def _clusters_from_file(path: pathlib.Path, environ: Mapping[str, str]) -> list[ClusterConfig]:
-    where = f"CONVEYOR_CLUSTERS_FILE={path}"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SettingsError(f"{where}: cannot read it: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{where}: not valid YAML: {exc}") from None
-    entries = data.get("clusters") if isinstance(data, dict) else data
-    if not isinstance(entries, list):
-        raise SettingsError(f"{where}: expected a `clusters:` list of clusters")
-    problems: list[str] = []
-    clusters: list[ClusterConfig] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(entries):
-        label = f"clusters[{index}]"
-        if not isinstance(entry, dict):
-            problems.append(
-                f"{label}: expected a mapping with name, platform, region, kubeconfig/context or in_cluster"
-            )
-            continue
-        unknown = sorted(set(entry) - _FIELDS)
-        if unknown:
-            problems.append(f"{label}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})")
-        name = str(entry.get("name") or "").strip()
-        if not name or any(ch.isspace() for ch in name) or len(name) > 253:
-            problems.append(f"{label}.name: required, at most 253 characters, no spaces")
-            continue
-        label = f"cluster {name!r}"
-        if name in seen:
-            problems.append(f"{label}: defined twice")
-            continue
-        seen.add(name)
-        platform_text = str(entry.get("platform") or "KUBERNETES").strip().upper()
-        if platform_text not in PLATFORMS:
-            problems.append(f"{label}.platform: {platform_text!r} is not one of {', '.join(PLATFORMS)}")
-            continue
-        in_cluster = entry.get("in_cluster", False)
-        sandbox = entry.get("sandbox", False)
-        if not isinstance(in_cluster, bool) or not isinstance(sandbox, bool):
-            problems.append(f"{label}: in_cluster and sandbox must be true or false")
-            continue
-        if in_cluster and (entry.get("kubeconfig") or entry.get("context")):
-            problems.append(f"{label}: in_cluster cannot be combined with kubeconfig/context")
-            continue
-        kubeconfig: tuple[pathlib.Path, ...] | None = None
-        context = str(entry["context"]).strip() if entry.get("context") else None
-        if not in_cluster:
-            if entry.get("kubeconfig"):
-                kube_path = pathlib.Path(str(entry["kubeconfig"])).expanduser()
-                if not kube_path.is_absolute():
-                    kube_path = path.parent / kube_path
-                kubeconfig = (kube_path,)
-            else:
-                kubeconfig = default_kubeconfig(environ)
-            if not any(p.is_file() for p in kubeconfig):
-                problems.append(f"{label}.kubeconfig: {', '.join(map(str, kubeconfig))} does not exist")
-                continue
-            sandbox = sandbox or kubeconfig_marks_sandbox(kubeconfig, context)
-        clusters.append(
-            ClusterConfig(
-                name=name,
-                platform=PLATFORMS[platform_text],
-                region=str(entry.get("region") or "").strip(),
-                kubeconfig=kubeconfig,
-                context=context,
-                in_cluster=in_cluster,
-                sandbox=sandbox,
-            )
+# --- the clusters file ------------------------------------------------------------------------
+
+
+def _text(value: Any) -> Any:
+    """A scalar as stripped text (empty for null/false/0, as `str(x or "")` reads it); anything else as is."""
+    if isinstance(value, list | dict) and value:
+        return value  # left to the str type: "expected a string, not a list"
+    return str(value or "").strip()
+
+
+def _valid_name(value: Any) -> str | None:
+    name = _text(value)
+    if not isinstance(name, str) or not name or any(ch.isspace() for ch in name) or len(name) > 253:
+        return None
+    return name
+
+
+class _Context:
+    """What validating one file needs beyond the document: where it is, the environment, the names seen."""
+
+    def __init__(self, path: pathlib.Path, environ: Mapping[str, str]) -> None:
+        self.base = path.parent
+        self.environ = environ
+        self.names: set[str] = set()
+
+    @staticmethod
+    def of(info: pydantic.ValidationInfo) -> _Context:
+        context = (info.context or {}).get("clusters")
+        if not isinstance(context, _Context):
+            raise TypeError("validate a clusters file with load_clusters")
+        return context
+
+    def kubeconfig_paths(self, kubeconfig: str | None) -> tuple[pathlib.Path, ...]:
+        """The file named (relative to the clusters file), else $KUBECONFIG / ~/.kube/config."""
+        if not kubeconfig:
+            return default_kubeconfig(self.environ)
+        path = pathlib.Path(kubeconfig).expanduser()
+        return (path if path.is_absolute() else self.base / path,)
+
+
+class ClusterEntry(YamlModel):
+    """One item of `clusters:`. `kubeconfig` comes last: its check reads every other field."""
+
+    name: str
+    platform: int = PLATFORMS["KUBERNETES"]
+    region: str = ""
+    in_cluster: pydantic.StrictBool = False
+    sandbox: pydantic.StrictBool = False
+    context: str | None = None
+    kubeconfig: str | None = pydantic.Field(default=None, validate_default=True)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _defined_once(cls, data: Any, info: pydantic.ValidationInfo) -> Any:
+        # Before the fields: a later item of the same name is refused whatever else is wrong with either.
+        name = _valid_name(data.get("name")) if isinstance(data, dict) else None
+        if name is not None:
+            names = _Context.of(info).names
+            if name in names:
+                raise ValueError("defined twice")
+            names.add(name)
+        return data
+
+    @pydantic.field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> Any:
+        text = _text(value)
+        if isinstance(text, str) and _valid_name(text) is None:
+            raise ValueError(NAME_RULE)
+        return text
+
+    @pydantic.field_validator("platform", mode="before")
+    @classmethod
+    def _platform(cls, value: Any) -> int:
+        text = str(value or "KUBERNETES").strip().upper()
+        if text not in PLATFORMS:
+            raise ValueError(f"{text!r} is not one of {', '.join(PLATFORMS)}")
+        return PLATFORMS[text]
+
+    @pydantic.field_validator("region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> Any:
+        return _text(value)
+
+    @pydantic.field_validator("context", "kubeconfig", mode="before")
+    @classmethod
+    def _optional_text(cls, value: Any) -> Any:
+        return _text(value) or None
+
+    @pydantic.field_validator("kubeconfig", mode="after")
+    @classmethod
+    def _kubeconfig_exists(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
+        # Only for an entry whose other fields are valid and that reads a kubeconfig (in_cluster with a
+        # kubeconfig is refused below), as a missing file is noise next to the entry's other problems.
+        if not set(info.data) >= _BEFORE_KUBECONFIG or info.data["in_cluster"]:
+            return value
+        paths = _Context.of(info).kubeconfig_paths(value)
+        if not any(path.is_file() for path in paths):
+            raise ValueError(f"{', '.join(map(str, paths))} does not exist")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _in_cluster_alone(self) -> ClusterEntry:
+        if self.in_cluster and (self.kubeconfig or self.context):
+            raise ValueError("in_cluster cannot be combined with kubeconfig/context")
+        return self
+
+    def to_config(self, context: _Context) -> ClusterConfig:
+        kubeconfig = None if self.in_cluster else context.kubeconfig_paths(self.kubeconfig)
+        sandbox = self.sandbox or (kubeconfig is not None and kubeconfig_marks_sandbox(kubeconfig, self.context))
+        return ClusterConfig(
+            name=self.name,
+            platform=self.platform,
+            region=self.region,
+            kubeconfig=kubeconfig,
+            context=self.context,
+            in_cluster=self.in_cluster,
+            sandbox=sandbox,
         )
-    if problems:
-        raise SettingsError(f"{where}: invalid clusters file:\n  " + "\n  ".join(problems))
-    return clusters
+
+
+class ClustersFile(YamlModel):
+    clusters: list[ClusterEntry]
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, data: Any) -> Any:
+        return {"clusters": data} if isinstance(data, list) else data  # a file that is just the list
+
+
+_FIELDS = frozenset(ClusterEntry.model_fields)
+_BEFORE_KUBECONFIG = _FIELDS - {"kubeconfig"}
+
+
+def _relabel(loc: Loc, value: Any) -> str | None:
+    # An item is called by its name once that name can be trusted: valid, and no unknown fields beside it.
+    if len(loc) == 2 and loc[0] == "clusters" and isinstance(value, dict) and set(value) <= _FIELDS:
+        name = _valid_name(value.get("name"))
+        if name is not None:
+            return f"cluster {name!r}"
+    return None
+
+
+def _explain(error: ErrorDetails) -> str | None:
+    loc, kind = tuple(error["loc"]), error["type"]
+    if loc == ("clusters",) and kind in ("missing", "list_type"):
+        return "expected a list of clusters"
+    if len(loc) == 3 and loc[0] == "clusters" and loc[2] == "name" and kind in ("missing", "string_type"):
+        return NAME_RULE
+    return None
+
+
+def _clusters_from_file(path: pathlib.Path, environ: Mapping[str, str]) -> list[ClusterConfig]:
+    context = _Context(path, environ)
+    loaded = load_yaml_file(
+        path,
+        ClustersFile,
+        where=f"CONVEYOR_CLUSTERS_FILE={path}",
+        what="clusters file",
+        context={"clusters": context},
+        relabel=_relabel,
+        explain=_explain,
+    )
+    return [entry.to_config(context) for entry in loaded.clusters]

@@ -83,6 +83,11 @@ class KubeApiError(Exception):
         )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed call is worth repeating after a backoff (the retry predicate of every Kubernetes call)."""
+    return isinstance(exc, KubeApiError) and exc.kind is ErrorKind.TRANSIENT
+
+
 def classify(status: int | None, message: str = "", causes: Sequence[str] = ()) -> ErrorKind:
     if status is None or status in _TRANSIENT_STATUS:
         return ErrorKind.TRANSIENT

@@ -204,7 +204,8 @@ class DeployRecord:
         return json.dumps(
             {
                 "run": self.run,
-                "requestedAt": self.requested_at.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
+                # Full precision: requests accepted within one millisecond must still order the same way.
+                "requestedAt": self.requested_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
                 "image": self.image,
                 "previousImage": self.previous_image,
                 "state": self.state.value,

@@ -2,8 +2,11 @@
 
 Messages are fetched only while fewer than `max_held` are held, decoded, checked and handed to
 the `Dispatcher`, which settles each one: ack once its terminal RunEvent is stored, nak to
-hand it back. A malformed message never stops the consumer: undecodable ones are terminated
-and counted; decodable but undeployable ones end their run as FAILED with the reason.
+hand it back. A malformed message never stops the consumer: undecodable ones, and those with
+any field no correct producer sends (a timestamp out of range, an unknown enum value, a name
+that does not parse), are dead-lettered (conveyor.dead_letters), logged with every reason and
+counted; decodable but undeployable ones end their run as FAILED with the reason. A request
+nak'ed on its last allowed delivery is dead-lettered by the subscription's delivery-limit watcher.
 The subscription and the acks themselves are `conveyor_deployer.adapters.jetstream`.
 """
 
@@ -12,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
-from conveyor import bus, logs, metrics
+from conveyor import bus, dead_letters, logs, metrics, tracing
 from conveyor.v1 import bus_pb2
 from conveyor_deployer.usecases.deploy import DeployRunner
 from conveyor_deployer.usecases.dispatcher import Dispatcher
@@ -30,12 +33,15 @@ CONSUMER = bus.DEPLOYER_DURABLE
 
 
 class InboundDelivery(Delivery, Protocol):
-    """A delivered deploy request: its bytes, and `term` to drop it for good."""
+    """A delivered deploy request: its bytes, and `dead_letter` to set it aside for good."""
 
     @property
     def data(self) -> bytes: ...
 
-    async def term(self) -> None: ...
+    @property
+    def headers(self) -> Mapping[str, str] | None: ...
+
+    async def dead_letter(self, reason: str, error: str) -> None: ...
 
 
 class Pull(Protocol):
@@ -100,24 +106,29 @@ class DeployRequestConsumer:
                 log.debug("unsubscribe failed", exc_info=True)
 
     async def handle(self, delivery: InboundDelivery) -> None:
+        # The dispatcher keeps this span's context with the request: the deploy span is its child.
+        with tracing.consuming(bus.DEPLOY_REQUESTED_SUBJECT, delivery.headers, CONSUMER):
+            await self._handle(delivery)
+
+    async def _handle(self, delivery: InboundDelivery) -> None:
         try:
             message = bus.decode(bus_pb2.DeployRequested, delivery.data)
-        except DecodeError:
+        except DecodeError as exc:
             metrics.BAD_INPUT.labels(source="deploy_requested", reason="undecodable").inc()
             metrics.BUS_MESSAGES.labels(consumer=CONSUMER, outcome="term").inc()
-            log.warning("dropping an undecodable deploy request", extra={"bytes": len(delivery.data)})
-            await _quietly(delivery.term())
+            log.warning("dead-lettering an undecodable deploy request", extra={"bytes": len(delivery.data)})
+            await _quietly(delivery.dead_letter(dead_letters.UNDECODABLE, f"not a DeployRequested: {exc}"))
             return
         try:
             request = parse_deploy_request(
                 message, default_rollout_timeout=self.default_rollout_timeout, now=dt.datetime.now(dt.UTC)
             )
         except InvalidDeployRequest as exc:
-            metrics.BAD_INPUT.labels(source="deploy_requested", reason="invalid").inc()
-            if exc.run is None:
-                log.warning("dropping a deploy request without a valid run name", extra={"error": exc.message})
+            metrics.BAD_INPUT.labels(source="deploy_requested", reason=exc.reason).inc()
+            if exc.run is None:  # malformed: the run it names is not reported on
+                log.warning("dead-lettering a malformed deploy request", extra={"error": exc.message})
                 metrics.BUS_MESSAGES.labels(consumer=CONSUMER, outcome="term").inc()
-                await _quietly(delivery.term())
+                await _quietly(delivery.dead_letter(dead_letters.INVALID, exc.message))
                 return
             run_id = exc.run.rsplit("/", 1)[-1]
             with logs.bind(pipeline=exc.run.split("/")[1], run=run_id):

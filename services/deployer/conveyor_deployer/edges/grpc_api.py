@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from conveyor.errors import FieldViolation, InvalidArgument
+from conveyor.names import kubernetes_name_violations
 from conveyor.v1 import target_service_pb2 as pb, target_service_pb2_grpc as pb_grpc
 from conveyor_deployer.domain.workloads import Kind, WorkloadRef, WorkloadSummary
 from conveyor_deployer.usecases.targets import TargetQueries
@@ -59,7 +60,10 @@ class TargetServicer(pb_grpc.TargetServiceServicer):
     async def ListWorkloads(  # noqa: N802 (gRPC method name)
         self, request: pb.ListWorkloadsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListWorkloadsResponse:
-        _required(request, "cluster", "namespace")
+        _required(request, "cluster")
+        violations = kubernetes_name_violations("Namespace", request.namespace, "namespace")
+        if violations:
+            raise InvalidArgument.from_violations(violations)
         kind = _kind(request.kind, required=False)
         summaries = await self.queries.list_workloads(request.cluster, request.namespace, kind)
         return pb.ListWorkloadsResponse(workloads=[_workload(s) for s in summaries])
@@ -67,14 +71,15 @@ class TargetServicer(pb_grpc.TargetServiceServicer):
     async def GetWorkload(  # noqa: N802 (gRPC method name)
         self, request: pb.GetWorkloadRequest, context: grpc.aio.ServicerContext
     ) -> pb.Workload:
-        violations = [
-            FieldViolation(f, "required") for f in ("cluster", "namespace", "name") if not getattr(request, f)
-        ]
-        if Kind.from_proto(request.kind) is None:
+        kind = Kind.from_proto(request.kind)
+        violations = [FieldViolation("cluster", "required")] if not request.cluster else []
+        violations += kubernetes_name_violations("Namespace", request.namespace, "namespace")
+        # Every workload kind names its objects by the same rule, so `name` is checked even when `kind` is bad.
+        violations += kubernetes_name_violations(kind.value if kind else "Deployment", request.name, "name")
+        if kind is None:
             violations.append(FieldViolation("kind", "must be DEPLOYMENT, STATEFULSET or DAEMONSET"))
         if violations:
             raise InvalidArgument.from_violations(violations)
-        kind = Kind.from_proto(request.kind)
         assert kind is not None
         summary = await self.queries.get_workload(WorkloadRef(request.cluster, request.namespace, kind, request.name))
         return _workload(summary)

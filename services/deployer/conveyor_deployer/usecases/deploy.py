@@ -21,10 +21,12 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor import tracing
+from conveyor.retry import RetryPolicy, retry as with_retries
 from conveyor.v1 import bus_pb2, run_pb2
 from conveyor_deployer import metrics
 from conveyor_deployer.domain import pods as pod_rules
-from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError
+from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError, is_transient
 from conveyor_deployer.domain.patch import describe, image_patch
 from conveyor_deployer.domain.rollout import evaluate
 from conveyor_deployer.domain.workloads import (
@@ -41,7 +43,6 @@ from conveyor_deployer.domain.workloads import (
 )
 from conveyor_deployer.usecases.ports import KubeObject, RunEventSink, WorkloadApi
 from conveyor_deployer.usecases.requests import DeployRequest, OrderKey
-from conveyor_deployer.usecases.retry import RetryPolicy, retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,16 @@ class DeployRunner:
 
     async def run(self, request: DeployRequest, attempt: int) -> RunResult:
         """Deploy, publish the terminal event (awaited until stored) and return the result."""
+        attributes = {**tracing.run_attributes(request.run), "conveyor.image": request.image}
+        attributes |= {"conveyor.attempt": attempt, "conveyor.target": str(request.target)}
+        with tracing.span("deploy", attributes=attributes) as span:
+            result = await self._run(request, attempt)
+            span.set_attribute("conveyor.state", run_pb2.Run.State.Name(result.state))
+            if result.state == State.FAILED:
+                tracing.fail(span, result.error or result.message)
+            return result
+
+    async def _run(self, request: DeployRequest, attempt: int) -> RunResult:
         started = self.monotonic()
         run_log = RunLog(self.sink, request, attempt, self.clock)
         await run_log.running(
@@ -214,6 +225,8 @@ class DeployRunner:
             log.info("terminal event of this run was already stored by an earlier attempt", extra={"run": request.run})
         metrics.RUNS.labels(state=run_pb2.Run.State.Name(result.state)).inc()
         metrics.RUN_SECONDS.observe(self.monotonic() - started)
+        if stored and result.state == State.SUCCEEDED and request.pushed_at is not None:
+            metrics.observe_push_to_ready(request.target.cluster, request.pushed_at, self.clock())
         return result
 
     async def supersede(self, request: DeployRequest, attempt: int, newer: DeployRequest) -> RunResult:
@@ -280,19 +293,22 @@ class DeployRunner:
         metrics.KUBE_RETRIES.labels(cluster=exc.cluster).inc()
         await run_log.entry(
             "kubernetes",
-            f"{exc.describe()}; retrying in {delay:.1f}s (attempt {attempt + 1} of {self.retry.attempts})",
+            f"{exc.describe()}; retrying in {delay:.1f}s (attempt {attempt + 1} of {self.retry.max_attempts})",
             Level.WARNING,
         )
 
     async def _call(self, run_log: RunLog, call: Callable[[], Awaitable[Any]]) -> Any:
-        async def on_retry(exc: KubeApiError, attempt: int, delay: float) -> None:
+        async def on_retry(exc: BaseException, attempt: int, delay: float) -> None:
+            assert isinstance(exc, KubeApiError)  # is_transient retries nothing else
             await self._log_retry(run_log, exc, attempt, delay)
 
         try:
-            return await retry_transient(call, self.retry, sleep=self.sleep, on_retry=on_retry)
+            return await with_retries(
+                call, policy=self.retry, retry_on=is_transient, on_retry=on_retry, sleep=self.sleep
+            )
         except KubeApiError as exc:
             if exc.kind is ErrorKind.TRANSIENT:
-                raise RunFailed(f"{exc.describe()}; gave up after {self.retry.attempts} attempts") from None
+                raise RunFailed(f"{exc.describe()}; gave up after {self.retry.max_attempts} attempts") from None
             raise
 
     async def _read(self, request: DeployRequest, run_log: RunLog) -> KubeObject:
@@ -415,7 +431,8 @@ class DeployRunner:
         )
         step = "rollback" if rollback else "patch"
         try:
-            patched: KubeObject = await self._call(run_log, lambda: self.api.patch_workload(ref, ops))
+            with tracing.span(step, attributes={**tracing.run_attributes(request.run), "conveyor.image": image}):
+                patched: KubeObject = await self._call(run_log, lambda: self.api.patch_workload(ref, ops))
         except KubeApiError as exc:
             if exc.kind is ErrorKind.CONFLICT:
                 next_step = "re-reading and trying again" if attempt < self.conflict_retries else "giving up"
@@ -440,6 +457,13 @@ class DeployRunner:
 
     async def _verify(self, request: DeployRequest, run_log: RunLog, workload: KubeObject) -> str | None:
         """Follow the rollout; None when complete, else why it failed."""
+        with tracing.span("verify", attributes=tracing.run_attributes(request.run)) as span:
+            error = await self._follow_rollout(request, run_log, workload)
+            if error is not None:
+                tracing.fail(span, error)
+            return error
+
+    async def _follow_rollout(self, request: DeployRequest, run_log: RunLog, workload: KubeObject) -> str | None:
         ref = request.target
         deadline = self.monotonic() + request.rollout_timeout
         await run_log.entry("rollout", f"following the rollout (timeout {format_duration(request.rollout_timeout)})")

@@ -3,16 +3,19 @@
 - Runs on different workloads proceed concurrently, at most `max_concurrent` at once.
 - Runs on the same workload (cluster/namespace/kind/name) are strictly serialised, in arrival
   order: two patches to one pod template must not interleave their rollouts.
-- A newer request (by `requested_at`, then run id) for the same container of a workload
-  supersedes the queued older ones: they end as SUPERSEDED without touching the cluster. A
-  request older than the one running or queued for that container is superseded on arrival,
-  so an older image is never applied after a newer one. (Requests for *other* containers of
-  the workload belong to other pipelines: they queue, they are not superseded.)
+- A newer request (by `requested_at` -- when it was accepted, not when it was matched -- then
+  run id) for the same container of a workload supersedes the queued older ones: they end as
+  SUPERSEDED without touching the cluster. A request older than the one running or queued for
+  that container is superseded on arrival, so an older image is never applied after a newer
+  one. (Requests for *other* containers of the workload belong to other pipelines: they queue,
+  they are not superseded.)
 - Every held message gets an in-progress ack every `heartbeat_interval` until it is settled, so
   JetStream does not redeliver it while it waits or while its rollout is followed. It is acked
   only after its terminal RunEvent is stored; on failure it is nak'ed for redelivery.
-- `shutdown(grace)`: queued requests are handed back (nak) at once; running ones get `grace`
-  seconds to finish, then are cancelled and handed back; their redelivery resumes idempotently.
+- Stopping comes in two steps, each bounded by the caller's stop plan: `drain(timeout)` hands
+  queued requests back (nak) at once and gives running ones `timeout` seconds to finish;
+  `hand_back()` cancels those still running and hands them back too. Their redelivery (to another
+  replica, or after the restart) resumes idempotently. `shutdown(grace)` is both in a row.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from conveyor import logs
+from conveyor import logs, tracing
 from conveyor.v1 import run_pb2
 from conveyor_deployer import metrics
 from conveyor_deployer.usecases.deploy import RunResult
@@ -44,6 +47,8 @@ class Job:
     request: DeployRequest
     delivery: Delivery
     heartbeat: asyncio.Task[None] | None = None
+    # The trace it arrived in (the consumer's span, current when the job is made): its run continues it.
+    trace: tracing.Context | None = field(default_factory=tracing.current)
 
 
 @dataclass(eq=False)
@@ -82,11 +87,13 @@ class Dispatcher:
     def _hold(self, job: Job) -> None:
         self._held += 1
         metrics.RUNS_HELD.set(self._held)
+        metrics.IN_FLIGHT.queued(job.request.run, job.request.rollout_timeout)
         job.heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(job))
 
     def _release(self, job: Job) -> None:
         self._held -= 1
         metrics.RUNS_HELD.set(self._held)
+        metrics.IN_FLIGHT.settled(job.request.run)
         if job.heartbeat is not None:
             job.heartbeat.cancel()
         self.settled.set()
@@ -129,7 +136,7 @@ class Dispatcher:
             await self._supersede(queued, request, held=True)
 
     async def _supersede(self, job: Job, newer: DeployRequest, *, held: bool) -> None:
-        with logs.bind(pipeline=job.request.pipeline_id, run=job.request.run_id):
+        with logs.bind(pipeline=job.request.pipeline_id, run=job.request.run_id), tracing.attached(job.trace):
             log.info("run superseded", extra={"newer_run": newer.run})
             try:
                 await self.executor.supersede(job.request, job.delivery.attempt, newer)
@@ -166,8 +173,10 @@ class Dispatcher:
     async def _run(self, lane: Lane, job: Job) -> None:
         request = job.request
         with logs.bind(pipeline=request.pipeline_id, run=request.run_id):
-            lane.task = asyncio.get_running_loop().create_task(self.executor.run(request, job.delivery.attempt))
+            with tracing.attached(job.trace):  # the task starts in (a copy of) the job's context
+                lane.task = asyncio.get_running_loop().create_task(self.executor.run(request, job.delivery.attempt))
             metrics.RUNS_ACTIVE.inc()
+            metrics.IN_FLIGHT.running(request.run, request.rollout_timeout)
             try:
                 result = await asyncio.shield(lane.task)
             except asyncio.CancelledError:
@@ -185,23 +194,42 @@ class Dispatcher:
             log.info("run finished", extra={"state": run_pb2.Run.State.Name(result.state), "error": result.error})
             await _settle(job.delivery.ack(), request)
 
-    async def shutdown(self, grace: float) -> None:
-        """Hand back queued requests, give running ones `grace` seconds, then hand those back too."""
-        self._closing = True
+    def _running(self) -> list[asyncio.Task[RunResult]]:
+        return [lane.task for lane in self._lanes.values() if lane.task is not None and not lane.task.done()]
+
+    async def _hand_back_queued(self) -> None:
         for lane in list(self._lanes.values()):
-            queued, lane.pending = lane.pending, []
-            for job in queued:
+            while lane.pending:
+                job = lane.pending.pop(0)  # one at a time: an interrupted hand-back leaves the rest queued
                 await _settle(job.delivery.nak(0), job.request)
                 self._release(job)
-        running = [lane.task for lane in self._lanes.values() if lane.task is not None]
+
+    async def drain(self, timeout: float) -> None:
+        """Take no more work, hand back queued requests, give running ones `timeout` seconds to finish.
+
+        Runs still going afterwards (or when this wait is cancelled) are left to `hand_back`.
+        """
+        self._closing = True
+        await self._hand_back_queued()
+        running = self._running()
         if running:
-            log.info("waiting for in-flight runs", extra={"runs": len(running), "grace_seconds": grace})
-            _done, unfinished = await asyncio.wait(running, timeout=grace)
-            for task in unfinished:
-                task.cancel()
+            log.info("waiting for in-flight runs", extra={"runs": len(running), "grace_seconds": round(timeout, 3)})
+            await asyncio.wait(running, timeout=max(timeout, 0.0))
+
+    async def hand_back(self) -> None:
+        """Cancel the runs still going; returns once every held message is settled (nak'ed, or acked if done)."""
+        self._closing = True
+        await self._hand_back_queued()  # left over if `drain` was cut short
+        for task in self._running():
+            task.cancel()
         workers = [lane.worker for lane in self._lanes.values() if lane.worker is not None]
         if workers:
             await asyncio.gather(*workers, return_exceptions=True)
+
+    async def shutdown(self, grace: float) -> None:
+        """`drain(grace)` then `hand_back()`."""
+        await self.drain(grace)
+        await self.hand_back()
 
 
 async def _settle(action: Awaitable[None], request: DeployRequest) -> None:

@@ -1,16 +1,25 @@
-"""A `DeployRequested` message, checked and turned into what the deploy use case works with."""
+"""A `DeployRequested` message, checked and turned into what the deploy use case works with.
+
+Every field is checked before anything else looks at it: a malformed message (one no correct producer
+sends) raises `MalformedDeployRequest` and is dropped; a well-formed one that cannot be deployed raises
+`InvalidDeployRequest` naming the run, which then ends as FAILED with the reason.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from ulid import ULID
 
-from conveyor.errors import InvalidArgument
-from conveyor.names import parse_run_name
+from conveyor import messages, refs
+from conveyor.errors import FieldViolation, InvalidArgument
+from conveyor.names import RunName, parse_pipeline_name, parse_run_name
 from conveyor.v1 import bus_pb2, run_pb2
 from conveyor_deployer.domain.workloads import Kind, WorkloadRef
+
+log = logging.getLogger(__name__)
 
 MAX_ROLLOUT_TIMEOUT = 6 * 3600.0
 
@@ -28,15 +37,19 @@ class DeployRequest:
     tag: str
     digest: str
     trigger: run_pb2.Run.Trigger
+    # When the request was accepted: a PUSH run's push stored on the bus, a MANUAL run's StartRun call.
+    # Never when it was matched: a push matched late (a crashed trigger's batch redelivered) keeps its place.
     requested_at: dt.datetime
     event_id: str
     verify: bool
     rollout_timeout: float
     rollback_on_failure: bool
+    # When the registry reported the push (PUSH runs); the start of push -> ready.
+    pushed_at: dt.datetime | None = None
 
     @property
     def order(self) -> OrderKey:
-        """Which of two requests is newer: request time, then run id (time-sortable ULIDs)."""
+        """Which of two requests is newer: acceptance time, then run id (time-sortable ULIDs)."""
         return (self.requested_at, self.run_id)
 
     @property
@@ -48,10 +61,24 @@ class DeployRequest:
 class InvalidDeployRequest(ValueError):
     """The message cannot be deployed; `run` is set when the run can still be reported as FAILED."""
 
+    reason = "invalid"  # conveyor_bad_input_total's reason label
+
     def __init__(self, message: str, run: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.run = run
+
+
+class MalformedDeployRequest(InvalidDeployRequest):
+    """No correct producer sends this (a value out of range, an unknown enum number, a name that does not
+    parse): it is dropped, never reported on the run it names -- whoever sent it may not own that run."""
+
+    reason = "malformed"
+
+    def __init__(self, run: RunName | None, violations: list[FieldViolation]) -> None:
+        about = f" for {run}" if run is not None else ""
+        super().__init__(f"malformed deploy request{about}: {messages.describe(violations)}")
+        self.violations = violations
 
 
 def run_time(run_id: str) -> dt.datetime | None:
@@ -67,10 +94,7 @@ def parse_deploy_request(
     default_rollout_timeout: float,
     now: dt.datetime,
 ) -> DeployRequest:
-    try:
-        name = parse_run_name(message.run, "run")
-    except InvalidArgument as exc:
-        raise InvalidDeployRequest(exc.message) from None
+    name = check_well_formed(message)
     run = str(name)
     target = message.pipeline.target
     problems = []
@@ -118,4 +142,51 @@ def parse_deploy_request(
         verify=options.verify_rollout if options.HasField("verify_rollout") else True,
         rollout_timeout=timeout,
         rollback_on_failure=options.rollback_on_failure,
+        pushed_at=_push_time(message),
     )
+
+
+# Checked separately: the registry's clock, carried along only to measure push -> ready.
+_ADVISORY = "pushed_at"
+
+
+def check_well_formed(message: bus_pb2.DeployRequested) -> RunName:
+    """The run's name; MalformedDeployRequest listing every problem when the message is malformed."""
+    violations = messages.validate_fields(message, skip={_ADVISORY})
+    name: RunName | None = None
+    try:
+        name = parse_run_name(message.run, "run")
+    except InvalidArgument as exc:
+        violations = exc.violations + violations
+    if message.pipeline.name:
+        try:
+            pipeline = parse_pipeline_name(message.pipeline.name, "pipeline.name")
+        except InvalidArgument as exc:
+            violations += exc.violations
+        else:
+            if name is not None and pipeline != name.parent:
+                violations.append(
+                    FieldViolation("pipeline.name", f"{message.pipeline.name!r} is not the run's pipeline")
+                )
+    if message.tag and not refs.is_valid_tag(message.tag):
+        violations.append(FieldViolation("tag", f"{message.tag!r} is not a valid tag"))
+    if message.digest and not refs.is_valid_digest(message.digest):
+        violations.append(FieldViolation("digest", f"{message.digest!r} is not a valid digest"))
+    if violations or name is None:
+        raise MalformedDeployRequest(name, violations)
+    return name
+
+
+def _push_time(message: bus_pb2.DeployRequested) -> dt.datetime | None:
+    if not message.HasField(_ADVISORY):
+        return None
+    violations = messages.validate_timestamp(message.pushed_at, _ADVISORY)
+    if violations:
+        # Not worth dropping a deploy for: it goes ahead, unmeasured.
+        log.warning(
+            "ignoring the push time of a deploy request",
+            extra={"run": message.run, "error": messages.describe(violations)},
+        )
+        return None
+    pushed_at: dt.datetime = message.pushed_at.ToDatetime(tzinfo=dt.UTC)
+    return pushed_at

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from conveyor import errors
+from conveyor.retry import RetryPolicy, retry as with_retries
 from conveyor_deployer.domain.clusters import ClusterConfig
-from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError
+from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError, is_transient
 from conveyor_deployer.domain.workloads import Kind, WorkloadRef, WorkloadSummary, summarize
 from conveyor_deployer.usecases.ports import KubeObject, WorkloadApi
-from conveyor_deployer.usecases.retry import RetryPolicy, retry_transient
+
+T = TypeVar("T")
 
 
 def to_conveyor_error(exc: KubeApiError) -> errors.ConveyorError:
@@ -36,6 +39,9 @@ class TargetQueries:
         self.clusters = {cluster.name: cluster for cluster in clusters}
         self.retry = retry
 
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await with_retries(call, policy=self.retry, retry_on=is_transient)
+
     def list_clusters(self) -> list[ClusterConfig]:
         return sorted(self.clusters.values(), key=lambda c: c.name)
 
@@ -53,13 +59,13 @@ class TargetQueries:
     async def list_namespaces(self, cluster: str) -> list[str]:
         self._cluster(cluster)
         try:
-            return await retry_transient(lambda: self.api.list_namespaces(cluster), self.retry)
+            return await self._retrying(lambda: self.api.list_namespaces(cluster))
         except KubeApiError as exc:
             raise to_conveyor_error(exc) from None
 
     async def _require_namespace(self, cluster: str, namespace: str) -> None:
         try:
-            exists = await retry_transient(lambda: self.api.namespace_exists(cluster, namespace), self.retry)
+            exists = await self._retrying(lambda: self.api.namespace_exists(cluster, namespace))
         except KubeApiError as exc:
             if exc.kind is ErrorKind.FORBIDDEN:
                 return  # may not read namespaces: let the workload call speak for itself
@@ -79,7 +85,7 @@ class TargetQueries:
             return lambda: self.api.list_workloads(cluster, namespace, kind)
 
         try:
-            results = await asyncio.gather(*(retry_transient(lister(k), self.retry) for k in kinds))
+            results = await asyncio.gather(*(self._retrying(lister(k)) for k in kinds))
         except KubeApiError as exc:
             raise to_conveyor_error(exc) from None
         summaries = [
@@ -95,7 +101,7 @@ class TargetQueries:
     async def get_workload(self, ref: WorkloadRef) -> WorkloadSummary:
         self._cluster(ref.cluster)
         try:
-            workload = await retry_transient(lambda: self.api.get_workload(ref), self.retry)
+            workload = await self._retrying(lambda: self.api.get_workload(ref))
         except KubeApiError as exc:
             if exc.kind is ErrorKind.NOT_FOUND:
                 await self._require_namespace(ref.cluster, ref.namespace)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -131,7 +130,8 @@ class KvPushRegistry:
 class RegistryEventsConsumer:
     """The I/O side of matching: the durable pull consumer on the registry events stream, feeding
     each message to `handle` (the edge) and settling it by the outcome. Matching starts only after
-    the first pipeline load (`ready`); the consumer is restarted after a NATS failure until `stop`."""
+    the first pipeline load (`ready`). A failure raises: the app runs this under `bus.consume_forever`,
+    which restarts it."""
 
     def __init__(
         self,
@@ -140,6 +140,7 @@ class RegistryEventsConsumer:
         *,
         ack_wait: float = 30.0,
         batch: int = 50,
+        max_deliver: int = bus.DEFAULT_MAX_DELIVER,
     ) -> None:
         self.js = js
         self.handle = handle
@@ -148,6 +149,7 @@ class RegistryEventsConsumer:
             subject=bus.IMAGE_PUSHED_SUBJECT,
             durable=bus.TRIGGER_MATCHER_DURABLE,
             ack_wait=ack_wait,
+            max_deliver=max_deliver,
             batch=batch,
         )
 
@@ -155,20 +157,16 @@ class RegistryEventsConsumer:
         shared_metrics.BUS_MESSAGES.labels(consumer=self.spec.durable, outcome=outcome.value).inc()
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
-        """Wait for `ready` (pipelines loaded), then consume until `stop`; survives NATS outages."""
+        """Wait for `ready` (pipelines loaded), then consume until `stop`; raises when the consumer fails."""
         if not ready.is_set():
             log.info("matcher waiting for the first pipeline load")
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(ready.wait())]
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
-        while not stop.is_set():
             try:
-                log.info("matcher consuming", extra={"durable": self.spec.durable})
-                await bus.pull_loop(self.js, self.spec, self.handle, stop, on_outcome=self._count)
-            except Exception as exc:
-                if stop.is_set():
-                    break
-                log.warning("matcher consumer failed; restarting", extra={"error": str(exc)})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        if stop.is_set():
+            return
+        log.info("matcher consuming", extra={"durable": self.spec.durable})
+        await bus.pull_loop(self.js, self.spec, self.handle, stop, on_outcome=self._count)

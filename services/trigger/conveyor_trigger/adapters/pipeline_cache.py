@@ -5,8 +5,8 @@
 - PipelineChanged notices (core NATS) applied as they arrive; a notice older than what
   the cache holds (by update_time) is ignored, and notices arriving during a full load are
   re-applied on top of it, so a load never rolls a newer change back.
-- When config cannot be reached, the cache keeps what it has and retries with backoff;
-  matching continues from it. `loaded` is set after the first successful load: the
+- When config cannot be reached, the cache keeps what it has and retries with backoff
+  (`conveyor.retry`, RESYNC_RETRY); matching continues from it. `loaded` is set after the first successful load: the
   matcher waits for it, so pushes are never matched against an empty cache (they wait in
   JetStream meanwhile).
 """
@@ -21,7 +21,7 @@ import time
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 
-from conveyor import bus
+from conveyor import bus, retry
 from conveyor.v1 import bus_pb2
 from conveyor_trigger import metrics
 from conveyor_trigger.domain.matching import ExcludedPipeline, PipelineIndex
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _CHANGE = bus_pb2.PipelineChanged
 
+# Re-loads after a failure: 0.5 s doubling up to 10 s, without jitter (one trigger, one config service).
+RESYNC_RETRY = retry.RetryPolicy(initial=0.5, maximum=10.0, jitter=0.0)
+
 
 class PipelineCache:
     def __init__(
@@ -38,13 +41,11 @@ class PipelineCache:
         source: PipelineSource,
         *,
         resync_interval: float = 60.0,
-        retry_min: float = 0.5,
-        retry_max: float = 10.0,
+        retry_policy: retry.RetryPolicy = RESYNC_RETRY,
     ) -> None:
         self.source = source
         self.resync_interval = resync_interval
-        self.retry_min = retry_min
-        self.retry_max = retry_max
+        self.retry_policy = retry_policy
         self.index = PipelineIndex()
         self.loaded = asyncio.Event()
         self._resync_requested = asyncio.Event()
@@ -126,28 +127,30 @@ class PipelineCache:
         log.debug("pipelines loaded", extra={"pipelines": len(index), "excluded": len(index.excluded)})
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Load, then re-load periodically / on request, until `stop`; never raises."""
-        delay = self.retry_min
-        failing = False
+        """Load, then re-load periodically / on request, until `stop`; a failed load never raises."""
+        backoff = retry.Backoff(self.retry_policy)
         while not stop.is_set():
             self._resync_requested.clear()
             try:
                 await self.sync_once()
             except Exception as exc:
                 metrics.PIPELINE_SYNCS.labels(result="error").inc()
+                failing = backoff.failures > 0
+                delay = backoff.next_delay()
+                # A policy that gives up only stops the fast retries: the cache keeps trying at its maximum.
+                wait = self.retry_policy.maximum if delay is None else delay
                 level = logging.DEBUG if failing else logging.WARNING
                 message = (
                     "cannot load pipelines from the config service; matching continues from the cache"
                     if self.loaded.is_set()
                     else "cannot load pipelines from the config service yet; pushes wait in the stream until it answers"
                 )
-                log.log(level, message, extra={"error": str(exc), "retry_in_s": delay, "cached": len(self.index)})
-                failing = True
-                wait, delay = delay, min(delay * 2, self.retry_max)
+                log.log(level, message, extra={"error": str(exc), "retry_in_s": wait, "cached": len(self.index)})
             else:
-                if failing:
+                if backoff.failures:
                     log.info("pipelines loaded from the config service again", extra={"pipelines": len(self.index)})
-                failing, delay, wait = False, self.retry_min, self.resync_interval
+                backoff.reset()
+                wait = self.resync_interval
             await _wait_any(stop, self._resync_requested, wait)
 
     # --- reporting --------------------------------------------------------------------------

@@ -6,10 +6,10 @@ case-insensitively with Docker Hub's aliases folded (`index.docker.io` = `docker
 pipelines of its own repository, so matching cost does not grow with the pipelines of
 other repositories.
 
-Tag filters: ANY (or unset), EXACT, or REGEX — an RE2 expression that must match the
-*whole* tag, compiled once when the pipeline enters the index. A pipeline whose filter
-cannot be compiled (or whose source is unusable) never enters the matcher; it is kept
-aside with the reason, so "why did my push not deploy?" still names it.
+Tag filters are `conveyor.tagfilter`'s (the implementation config validates with): compiled
+once when the pipeline enters the index, and shared by the pipelines with the same filter. A
+pipeline whose filter cannot be compiled (or whose source is unusable) never enters the
+matcher; it is kept aside with the reason, so "why did my push not deploy?" still names it.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import re2
-
-from conveyor import refs
+from conveyor import refs, tagfilter
 from conveyor.names import parse_pipeline_name
 from conveyor.v1 import bus_pb2, event_service_pb2, pipeline_pb2
 
@@ -31,15 +29,10 @@ TAG_MISMATCH = Outcome.TAG_MISMATCH
 ORIGIN_MISMATCH = Outcome.ORIGIN_MISMATCH
 PIPELINE_DISABLED = Outcome.PIPELINE_DISABLED
 NO_PIPELINE = Outcome.NO_PIPELINE
-RepoKey = tuple[str, str]
+# The normalised (registry host, repository) pipelines are indexed by.
+RepoKey = refs.Repo
 
-_FILTER = pipeline_pb2.TagFilter
 _ANY_ORIGINS = (pipeline_pb2.IMAGE_ORIGIN_UNSPECIFIED, pipeline_pb2.IMAGE_ORIGIN_ANY)
-
-
-def repo_key(registry: str, repository: str) -> RepoKey:
-    host = refs.normalize_registry(registry)
-    return host, refs.normalize_repository(host, repository)
 
 
 def origin_name(origin: int) -> str:
@@ -47,16 +40,6 @@ def origin_name(origin: int) -> str:
 
 
 _ORIGIN_VALUES = set(pipeline_pb2.ImageOrigin.values())
-
-
-def _re2_options() -> re2.Options:
-    options = re2.Options()
-    options.log_errors = False  # the reason is reported, not printed to stderr
-    options.never_capture = True
-    return options
-
-
-_RE2_OPTIONS = _re2_options()
 
 
 class PipelineRejected(ValueError):
@@ -73,7 +56,7 @@ class CompiledPipeline:
     key: RepoKey
     filter_type: int
     filter_value: str
-    regex: re2._Regexp | None
+    tag_matcher: tagfilter.TagMatcher
     origin: int
     disabled: bool
 
@@ -86,16 +69,8 @@ class CompiledPipeline:
                 ORIGIN_MISMATCH,
                 f"origin {origin_name(push.origin)} is not the pipeline's origin {origin_name(self.origin)}",
             )
-        if self.filter_type == _FILTER.EXACT:
-            if push.tag != self.filter_value:
-                return TAG_MISMATCH, f"tag {push.tag!r} is not the exact tag {self.filter_value!r}"
-            return MATCHED, f"tag {push.tag!r} is the exact tag"
-        if self.filter_type == _FILTER.REGEX:
-            assert self.regex is not None
-            if self.regex.fullmatch(push.tag) is None:
-                return TAG_MISMATCH, f"tag {push.tag!r} does not match regex {self.filter_value}"
-            return MATCHED, f"tag {push.tag!r} matches regex {self.filter_value}"
-        return MATCHED, "the pipeline takes any tag"
+        matched, reason = self.tag_matcher.explain(push.tag)
+        return (MATCHED if matched else TAG_MISMATCH), reason
 
 
 @dataclass(frozen=True)
@@ -113,33 +88,30 @@ def compile_pipeline(pipeline: pipeline_pb2.Pipeline) -> CompiledPipeline:
     except Exception as exc:
         raise PipelineRejected(f"invalid pipeline name {pipeline.name!r}") from exc
     source = pipeline.source
-    if not source.registry.strip() or not source.repository.strip():
+    key = _source_key(pipeline)
+    if key is None:
         raise PipelineRejected("source registry and repository are required")
-    filter_type = source.tag_filter.type or _FILTER.ANY
-    value = source.tag_filter.value
-    regex = None
-    if filter_type == _FILTER.REGEX:
-        try:
-            regex = re2.compile(value, options=_RE2_OPTIONS)
-        except re2.error as exc:
-            detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
-            raise PipelineRejected(f"tag filter regex {value!r} does not compile: {detail}") from None
-    elif filter_type == _FILTER.EXACT:
-        if not value:
-            raise PipelineRejected("EXACT tag filter without a tag")
-    elif filter_type != _FILTER.ANY:
-        raise PipelineRejected(f"unknown tag filter type {filter_type}")
+    try:
+        tag_matcher = tagfilter.compile_matcher(source.tag_filter)
+    except tagfilter.InvalidTagFilter as exc:
+        raise PipelineRejected(str(exc)) from None
     return CompiledPipeline(
         name=pipeline.name,
         pipeline_id=pipeline_id,
         pipeline=pipeline,
-        key=repo_key(source.registry, source.repository),
-        filter_type=filter_type,
-        filter_value=value,
-        regex=regex,
+        key=key,
+        filter_type=source.tag_filter.type or pipeline_pb2.TagFilter.ANY,
+        filter_value=source.tag_filter.value,
+        tag_matcher=tag_matcher,
         origin=source.origin,
         disabled=pipeline.disabled,
     )
+
+
+def _source_key(pipeline: pipeline_pb2.Pipeline) -> RepoKey | None:
+    """The pipeline's normalised repository; None when its source lacks a registry or repository."""
+    key = refs.normalize_repo(pipeline.source.registry, pipeline.source.repository)
+    return key if key.registry and key.repository else None
 
 
 @dataclass(frozen=True)
@@ -212,11 +184,7 @@ class PipelineIndex:
         try:
             compiled = compile_pipeline(pipeline)
         except PipelineRejected as exc:
-            key = (
-                repo_key(pipeline.source.registry, pipeline.source.repository)
-                if pipeline.source.registry and pipeline.source.repository
-                else None
-            )
+            key = _source_key(pipeline)
             excluded = ExcludedPipeline(pipeline.name, key, str(exc), _update_time(pipeline))
             self.excluded[pipeline.name] = excluded
             if key is not None:
@@ -245,7 +213,7 @@ class PipelineIndex:
 
     def match(self, push: bus_pb2.ImagePushed) -> list[Decision]:
         """Every pipeline's decision for `push`, sorted by pipeline name; NO_PIPELINE when none watch it."""
-        key = repo_key(push.registry, push.repository)
+        key = refs.normalize_repo(push.registry, push.repository)
         candidates = self.by_key.get(key, {})
         excluded = self.excluded_by_key.get(key, {})
         if not candidates and not excluded:

@@ -20,12 +20,11 @@ def normalise_push(push: bus_pb2.ImagePushed, *, fallback_event_id: str) -> bus_
     result = bus_pb2.ImagePushed()
     result.CopyFrom(push)
     problems = []
-    host = refs.normalize_registry(push.registry)
+    host, repository = refs.normalize_repo(push.registry, push.repository)
     if not host:
         problems.append("registry is empty")
     elif not refs.is_valid_registry(host):
         problems.append(f"registry {push.registry!r} is not a host[:port]")
-    repository = refs.normalize_repository(host, push.repository) if push.repository.strip() else ""
     if not repository:
         problems.append("repository is empty")
     elif not refs.is_valid_repository(repository):
@@ -51,11 +50,12 @@ def describe_push(push: bus_pb2.ImagePushed) -> str:
 
 
 def image_for(push: bus_pb2.ImagePushed, pipeline: CompiledPipeline) -> str:
-    """The reference to deploy, as the pipeline names the repository; pinned by digest when asked."""
-    source = pipeline.pipeline.source
-    registry = refs.normalize_registry(source.registry)
-    repository = source.repository.strip().strip("/")
-    return refs.image_ref(registry, repository, push.tag, push.digest, pin_digest=pipeline.pipeline.options.pin_digest)
+    """The reference to deploy: the normalised host, the repository as the pipeline spells it (`nginx`,
+    not `library/nginx`); pinned by digest when asked."""
+    repository = pipeline.pipeline.source.repository.strip().strip("/")
+    return refs.image_ref(
+        pipeline.key.registry, repository, push.tag, push.digest, pin_digest=pipeline.pipeline.options.pin_digest
+    )
 
 
 def _stamp(now: dt.datetime) -> Timestamp:
@@ -114,4 +114,5 @@ def deploy_requested(
         trigger=run_pb2.Run.PUSH,
         requested_at=_stamp(now),
         event_id=push.event_id,
+        pushed_at=push.pushed_at if push.HasField("pushed_at") else None,
     )

@@ -1,9 +1,10 @@
 """The NATS edge of matching: one message of the registry events stream in, its settlement out.
 
 Each message is decoded and handed to the PushMatcher use case; the outcome settles it:
-ACK once its runs are stored, TERM (counted, logged) for a message that can never be
-processed (undecodable, or no registry/repository/tag), NAK (redelivered) on any
-other failure. The pull consumer feeding `handle` is `adapters.jetstream.RegistryEventsConsumer`.
+ACK once its runs are stored, TERM (counted, logged, dead-lettered with why: `bus.Unprocessable`)
+for a message that can never be processed (undecodable, or no registry/repository/tag), NAK
+(redelivered, dead-lettered on its last allowed delivery) on any other failure. The pull
+consumer feeding `handle` is `adapters.jetstream.RegistryEventsConsumer`.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ class MatcherConsumer:
     async def handle(self, msg: Msg) -> bus.Outcome:
         try:
             push = bus.decode(bus_pb2.ImagePushed, msg.data)
-        except DecodeError:
+        except DecodeError as exc:
             metrics.BUS_REJECTED.labels(subject=bus.IMAGE_PUSHED_SUBJECT, reason="undecodable").inc()
             shared_metrics.BAD_INPUT.labels(source=bus.IMAGE_PUSHED_SUBJECT, reason="undecodable").inc()
             log.warning("terminated an undecodable registry event", extra={"bytes": len(msg.data)})
-            return bus.Outcome.TERM
+            raise bus.Unprocessable(f"not an ImagePushed: {exc}", reason="undecodable") from exc
         meta = msg.metadata
         try:
             await self.matcher.handle(
@@ -48,5 +49,5 @@ class MatcherConsumer:
                 "terminated a registry event that can never match",
                 extra={"event_id": push.event_id, "error": str(exc), "stream_seq": meta.sequence.stream},
             )
-            return bus.Outcome.TERM
+            raise bus.Unprocessable(str(exc)) from exc  # TERM, with why, in the dead letter
         return bus.Outcome.ACK

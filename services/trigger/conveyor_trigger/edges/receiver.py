@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from conveyor import refs
+from conveyor import refs, tracing
 from conveyor.errors import Unavailable
 from conveyor_trigger import metrics
 from conveyor_trigger.domain.formats import FORMATS, PayloadError, UnknownFormat, WebhookRequest
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
 # A client trickling its body must not hold a connection (and memory) forever.
 BODY_TIMEOUT = 30.0
+WEBHOOK_ROUTE = "/webhooks/{format}"
+WEBHOOK_SPAN = f"POST {WEBHOOK_ROUTE}"
 
 
 class WebhookReceiver:
@@ -57,7 +59,7 @@ class WebhookReceiver:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body, middlewares=[self._never_crash])
-        app.router.add_post("/webhooks/{format}", self.webhook)
+        app.router.add_post(WEBHOOK_ROUTE, self.webhook)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         return app
@@ -88,7 +90,17 @@ class WebhookReceiver:
     async def webhook(self, request: web.Request) -> web.Response:
         format_name = request.match_info["format"]
         label = _format_label(request)
-        response = await self._webhook(request, format_name, label)
+        # The root of a push's trace (or the child of a caller that sent `traceparent`).
+        with tracing.span(
+            WEBHOOK_SPAN,
+            kind=tracing.SpanKind.SERVER,
+            parent=tracing.extract(request.headers),
+            attributes={"http.request.method": "POST", "http.route": WEBHOOK_ROUTE, "conveyor.webhook.format": label},
+        ) as span:
+            response = await self._webhook(request, format_name, label)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                tracing.fail(span, response.reason or str(response.status))
         metrics.WEBHOOK_REQUESTS.labels(format=label, code=str(response.status)).inc()
         return response
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from conveyor import logs, subjects
+from conveyor import logs, subjects, tracing
 from conveyor.v1 import bus_pb2, event_service_pb2, run_pb2
 from conveyor_trigger import metrics
 from conveyor_trigger.domain import ids
@@ -66,6 +66,16 @@ class PushMatcher:
     ) -> list[event_service_pb2.MatchDecision]:
         """Match one stored registry event; returns its decisions. Raises InvalidPush for an event that
         can never match (the caller terminates it), anything else for a transient failure (redeliver)."""
+        image = f"{raw.registry}/{raw.repository}:{raw.tag}"
+        event_id = raw.event_id or fallback_event_id
+        with tracing.span("match", attributes={"conveyor.event_id": event_id, "conveyor.image": image}) as span:
+            result = await self._match(raw, stored_at, fallback_event_id, redelivered)
+            span.set_attribute("conveyor.matched", sum(1 for d in result if d.outcome == MATCHED))
+            return result
+
+    async def _match(
+        self, raw: bus_pb2.ImagePushed, stored_at: dt.datetime, fallback_event_id: str, redelivered: bool
+    ) -> list[event_service_pb2.MatchDecision]:
         push = normalise_push(raw, fallback_event_id=fallback_event_id)
         # Decisions never depend on the digest: the registry is only asked when something will deploy.
         decisions = self.index().match(push)
@@ -75,7 +85,7 @@ class PushMatcher:
         if matched:
             notes = await self._resolve_digest(push)
             record = await self.pushes.claim(ids.push_key(push), push.event_id, _ms(stored_at))
-            runs, final = await self._request_runs(push, matched, record, notes, redelivered)
+            runs, final = await self._request_runs(push, matched, record, notes, redelivered, stored_at=stored_at)
         result = []
         outcomes: dict[int, int] = {}
         for original in decisions:
@@ -153,6 +163,8 @@ class PushMatcher:
         record: PushRecord,
         notes: list[run_pb2.RunLogEntry],
         redelivered: bool,
+        *,
+        stored_at: dt.datetime,
     ) -> tuple[dict[str, str], dict[str, Decision]]:
         runs: dict[str, str] = {}
         final: dict[str, Decision] = {}
@@ -176,7 +188,10 @@ class PushMatcher:
             assert decision.pipeline is not None
             async with semaphore:
                 now = self.clock()
-                with logs.bind(pipeline=decision.pipeline.pipeline_id, run=name):
+                with (
+                    logs.bind(pipeline=decision.pipeline.pipeline_id, run=name),
+                    tracing.span("request run", attributes=tracing.run_attributes(name)),
+                ):
                     event = queued_run_event(
                         push,
                         decision.pipeline,
@@ -187,7 +202,9 @@ class PushMatcher:
                         now=now,
                     )
                     await self.publisher.publish(subjects.RUN_EVENTS_SUBJECT, event, event.event_id)
-                    request = build_deploy_requested(push, decision.pipeline, run=name, now=now)
+                    # Stamped with when the push was accepted (stored), never when it was matched: the
+                    # deployer orders requests by it, and a batch left over by a crash is matched late.
+                    request = build_deploy_requested(push, decision.pipeline, run=name, now=stored_at)
                     stored = await self.publisher.publish(subjects.DEPLOY_REQUESTED_SUBJECT, request, name)
                     log.info(
                         "run requested" if stored else "run already requested",

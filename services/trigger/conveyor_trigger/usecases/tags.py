@@ -1,4 +1,8 @@
-"""EventService.ListTags: the tags of a pipeline's repository (or of a registry/repository)."""
+"""EventService.ListTags: the tags of a pipeline's repository (or of a registry/repository).
+
+The registry's own paging cursor travels inside a `conveyor.aip` page token, signed and bound to
+the repository listed, so a client can neither forge one nor replay it against another repository.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import logging
 from collections.abc import Callable
 
 from conveyor import refs
+from conveyor.aip.page_tokens import PageTokenCodec, fingerprint
+from conveyor.aip.paging import PageSizePolicy, page_size
 from conveyor.errors import (
     ConveyorError,
     FailedPrecondition,
@@ -22,8 +28,7 @@ from conveyor_trigger.usecases.ports import DigestResolver, TagLister
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
+PAGE_SIZES = PageSizePolicy(default=100)
 
 
 def registry_error(exc: Exception, registry: str, repository: str) -> ConveyorError:
@@ -54,21 +59,20 @@ async def list_tags(
     cache_loaded: Callable[[], bool],
     lister: TagLister | None,
     resolver: DigestResolver | None,
+    codec: PageTokenCodec,
     digest_concurrency: int = 8,
 ) -> event_service_pb2.ListTagsResponse:
     registry, repository = _target(request, index, cache_loaded)
-    if request.page_size < 0:
-        raise InvalidArgument.from_violations([FieldViolation("page_size", "must not be negative")])
-    page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    size = page_size(request.page_size, PAGE_SIZES)
+    query = fingerprint("tags", registry, repository)
+    registry_token = codec.decode(request.page_token, query, (str,))[0] if request.page_token else ""
     if lister is None:
         raise FailedPrecondition(
             "listing tags needs registry access, which is not configured on this trigger",
             reason="REGISTRY_CLIENT_MISSING",
         )
     try:
-        tags, next_token = await lister.list_tags(
-            registry, repository, page_size=page_size, page_token=request.page_token
-        )
+        tags, next_token = await lister.list_tags(registry, repository, page_size=size, page_token=registry_token)
     except ConveyorError:
         raise
     except Exception as exc:
@@ -97,7 +101,7 @@ async def list_tags(
         await asyncio.gather(*(resolve(position, tag) for position, tag in enumerate(tags)))
     return event_service_pb2.ListTagsResponse(
         tags=[event_service_pb2.ImageTag(tag=tag, digest=digest) for tag, digest in zip(tags, digests, strict=True)],
-        next_page_token=next_token,
+        next_page_token=codec.encode([next_token], query) if next_token else "",
     )
 
 
@@ -120,12 +124,11 @@ def _target(
             raise Unavailable("the pipeline list has not been loaded from the config service yet; retry shortly")
         raise NotFound(f"pipeline {name} not found", metadata={"pipeline": name})
     violations = []
-    host = refs.normalize_registry(request.registry)
+    host, repository = refs.normalize_repo(request.registry, request.repository)
     if not host:
         violations.append(FieldViolation("registry", "required when pipeline is empty"))
     elif not refs.is_valid_registry(host):
         violations.append(FieldViolation("registry", f"{request.registry!r} is not a registry host[:port]"))
-    repository = refs.normalize_repository(host, request.repository) if request.repository.strip() else ""
     if not repository:
         violations.append(FieldViolation("repository", "required when pipeline is empty"))
     elif not refs.is_valid_repository(repository):

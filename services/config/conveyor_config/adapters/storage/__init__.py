@@ -1,4 +1,4 @@
-"""SQL storage for pipelines, runs, run logs, idempotency keys and the outbox (SQLAlchemy 2 asyncio).
+"""SQL storage for pipelines, runs, run logs, tombstones, idempotency keys and the outbox (SQLAlchemy 2 asyncio).
 
 SQLite (aiosqlite) is the embedded default: WAL journal, a busy timeout, foreign keys on,
 and writes serialised through one connection that starts `BEGIN IMMEDIATE` (so a

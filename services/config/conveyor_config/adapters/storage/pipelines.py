@@ -5,14 +5,15 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from google.protobuf import timestamp_pb2
+from sqlalchemy import ColumnElement, delete, func, literal, select, update
 
 from conveyor.v1.pipeline_pb2 import Pipeline
 from conveyor_config.adapters.storage.base import SqlBase, set_us, to_us
-from conveyor_config.adapters.storage.schema import pipelines, runs
-from conveyor_config.domain.filters import PipelineFilter
-from conveyor_config.domain.masks import clear_output_only
+from conveyor_config.adapters.storage.schema import pipelines, run_tombstones, runs
 from conveyor_config.domain.outcomes import CreateOutcome, DeleteOutcome
+from conveyor_config.domain.pipelines import clear_output_only
+from conveyor_config.domain.queries import PipelineFilter
 from conveyor_config.domain.runs import ACTIVE_STATES
 from conveyor_config.usecases.ports import RequestRecord
 
@@ -117,8 +118,13 @@ class SqlPipelines(SqlBase):
             )
             return result.rowcount == 1
 
-    async def delete_pipeline(self, pipeline_id: str, etag: str) -> tuple[DeleteOutcome, list[str]]:
-        """Delete a pipeline with its finished runs and their logs; never one with an active run."""
+    async def delete_pipeline(
+        self, pipeline_id: str, etag: str, now: timestamp_pb2.Timestamp
+    ) -> tuple[DeleteOutcome, list[str]]:
+        """Delete a pipeline with its finished runs and their logs; never one with an active run.
+
+        Its runs leave tombstones: a pipeline created again with the same id does not get them back
+        from their RunEvents redelivered later."""
         async with self._writing() as conn:
             current = await conn.scalar(select(pipelines.c.etag).where(pipelines.c.id == pipeline_id).with_for_update())
             if current is None:
@@ -135,6 +141,14 @@ class SqlPipelines(SqlBase):
             ).all()
             if active:
                 return DeleteOutcome.ACTIVE_RUNS, [f"pipelines/{pipeline_id}/runs/{run}" for run in active]
+            deleted_runs = select(runs.c.pipeline_id, runs.c.run_id, literal(to_us(now))).where(
+                runs.c.pipeline_id == pipeline_id
+            )
+            await conn.execute(
+                self._insert(run_tombstones)
+                .from_select(["pipeline_id", "run_id", "delete_time_us"], deleted_runs)
+                .on_conflict_do_nothing()
+            )
             # Foreign keys cascade to runs, their logs and their event ids.
             await conn.execute(delete(pipelines).where(pipelines.c.id == pipeline_id))
         return DeleteOutcome.DELETED, []

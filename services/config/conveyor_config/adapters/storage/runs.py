@@ -1,4 +1,4 @@
-"""Runs, their logs and the RunEvent ids already applied, in SQL."""
+"""Runs, their logs, the RunEvent ids already applied and the tombstones of deleted runs, in SQL."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from sqlalchemy import delete, select, tuple_, update
 from conveyor.names import RunName
 from conveyor.v1.run_pb2 import Run, RunLogEntry
 from conveyor_config.adapters.storage.base import SqlBase, safe_text, set_us, to_us
-from conveyor_config.adapters.storage.schema import outbox, pipelines, run_event_ids, run_logs, runs
+from conveyor_config.adapters.storage.schema import outbox, pipelines, run_event_ids, run_logs, run_tombstones, runs
 from conveyor_config.domain import runs as run_rules
 from conveyor_config.domain.outcomes import DeleteOutcome, EventOutcome, StartOutcome
-from conveyor_config.domain.runs import is_terminal, new_run_from_event
-from conveyor_config.usecases.ports import NewOutboxMessage, RequestRecord, RunProgress
+from conveyor_config.domain.runs import LOG_PHASE_QUEUED, is_terminal, log_phase, new_run_from_event
+from conveyor_config.usecases.ports import LogPosition, NewOutboxMessage, RequestRecord, RunProgress
 
 
 def _run_from_row(row: Any) -> Run:
@@ -53,7 +53,10 @@ def _run_values(run: Run) -> dict[str, Any]:
     }
 
 
-def _log_rows(name: RunName, first_seq: int, entries: Sequence[RunLogEntry]) -> list[dict[str, Any]]:
+def _log_rows(
+    name: RunName, first_seq: int, entries: Sequence[RunLogEntry], phase: int, event_time_us: int
+) -> list[dict[str, Any]]:
+    """One event's entries: they share its place in the log (phase, time) and keep their order."""
     return [
         {
             "pipeline_id": name.pipeline,
@@ -63,6 +66,8 @@ def _log_rows(name: RunName, first_seq: int, entries: Sequence[RunLogEntry]) -> 
             "level": entry.level,
             "step": safe_text(entry.step),
             "message": safe_text(entry.message),
+            "phase": phase,
+            "event_time_us": event_time_us,
         }
         for offset, entry in enumerate(entries)
     ]
@@ -132,7 +137,7 @@ class SqlRuns(SqlBase):
                 )
             )
             if entries:
-                await conn.execute(run_logs.insert(), _log_rows(name, 0, entries))
+                await conn.execute(run_logs.insert(), _log_rows(name, 0, entries, LOG_PHASE_QUEUED, now_us))
             await conn.execute(
                 self._insert(outbox)
                 .values(
@@ -187,7 +192,8 @@ class SqlRuns(SqlBase):
         async with self._reading() as conn:
             return (await conn.scalar(select(pipelines.c.id).where(pipelines.c.id == pipeline_id))) is not None
 
-    async def delete_run(self, name: RunName) -> DeleteOutcome:
+    async def delete_run(self, name: RunName, now: timestamp_pb2.Timestamp) -> DeleteOutcome:
+        """Delete a finished run with its logs, leaving a tombstone so its late RunEvents do not recreate it."""
         async with self._writing() as conn:
             state = await conn.scalar(
                 select(runs.c.state)
@@ -199,23 +205,40 @@ class SqlRuns(SqlBase):
             if not is_terminal(state):
                 return DeleteOutcome.NOT_TERMINAL
             await conn.execute(delete(runs).where(runs.c.pipeline_id == name.pipeline, runs.c.run_id == name.run))
+            await conn.execute(
+                self._insert(run_tombstones)
+                .values(pipeline_id=name.pipeline, run_id=name.run, delete_time_us=to_us(now))
+                .on_conflict_do_nothing()
+            )
         return DeleteOutcome.DELETED
 
-    async def read_run_logs(self, name: RunName, from_seq: int, limit: int) -> list[tuple[int, RunLogEntry]]:
-        query = (
-            select(run_logs)
-            .where(run_logs.c.pipeline_id == name.pipeline, run_logs.c.run_id == name.run, run_logs.c.seq >= from_seq)
-            .order_by(run_logs.c.seq)
-            .limit(limit)
+    async def purge_tombstones(self, before_us: int) -> int:
+        async with self._writing() as conn:
+            result = await conn.execute(delete(run_tombstones).where(run_tombstones.c.delete_time_us < before_us))
+            return int(result.rowcount or 0)
+
+    async def read_run_logs(
+        self, name: RunName, seqs: range, after: LogPosition | None = None, *, limit: int
+    ) -> list[tuple[LogPosition, RunLogEntry]]:
+        """The entries that arrived as `seqs`, in log order, from just after `after`."""
+        order = (run_logs.c.phase, run_logs.c.event_time_us, run_logs.c.seq)
+        query = select(run_logs).where(
+            run_logs.c.pipeline_id == name.pipeline,
+            run_logs.c.run_id == name.run,
+            run_logs.c.seq >= seqs.start,
+            run_logs.c.seq < seqs.stop,
         )
+        if after is not None:
+            query = query.where(tuple_(*order) > tuple_(*after))
         async with self._reading() as conn:
-            rows = (await conn.execute(query)).all()
-        return [(row.seq, _entry_from_row(row)) for row in rows]
+            rows = (await conn.execute(query.order_by(*order).limit(limit))).all()
+        return [(LogPosition(row.phase, row.event_time_us, row.seq), _entry_from_row(row)) for row in rows]
 
     async def apply_run_event(
         self, name: RunName, event_id: str, event: Any, now: timestamp_pb2.Timestamp
     ) -> EventOutcome:
-        """Persist one RunEvent: create the run if needed, dedupe by event id, move state forward, append logs."""
+        """Persist one RunEvent: create the run if needed (unless it was deleted), dedupe by event id, move
+        state forward, add its log entries at their place."""
         now_us = to_us(now)
         key = (runs.c.pipeline_id == name.pipeline, runs.c.run_id == name.run)
         async with self._writing() as conn:
@@ -227,6 +250,14 @@ class SqlRuns(SqlBase):
                 return EventOutcome.NO_PIPELINE
             row = (await conn.execute(select(runs).where(*key).with_for_update())).first()
             if row is None:
+                deleted = await conn.scalar(
+                    select(run_tombstones.c.delete_time_us).where(
+                        run_tombstones.c.pipeline_id == name.pipeline, run_tombstones.c.run_id == name.run
+                    )
+                )
+                if deleted is not None:
+                    await conn.rollback()
+                    return EventOutcome.DELETED
                 fresh = new_run_from_event(str(name), event, now)
                 await conn.execute(
                     self._insert(runs)
@@ -250,13 +281,15 @@ class SqlRuns(SqlBase):
                 return EventOutcome.DUPLICATE
             run = _run_from_row(row)
             run_rules.apply_run_event(run, event, now)
+            phase = log_phase(event.state, ended_run=is_terminal(run.state) and not is_terminal(row.state))
             entries = list(event.log_entries)
             values = _run_values(run)
             values.update(update_time_us=now_us, log_count=row.log_count + len(entries))
             await conn.execute(update(runs).where(*key).values(**values))
             if entries:
+                event_time = event.time if event.HasField("time") else now
                 for entry in entries:
                     if not entry.HasField("time"):
-                        entry.time.CopyFrom(event.time if event.HasField("time") else now)
-                await conn.execute(run_logs.insert(), _log_rows(name, row.log_count, entries))
+                        entry.time.CopyFrom(event_time)
+                await conn.execute(run_logs.insert(), _log_rows(name, row.log_count, entries, phase, to_us(event_time)))
         return EventOutcome.STORED

@@ -44,7 +44,9 @@ pipelines = Table(
     Column("repository", String(255), nullable=False),
     Column("cluster", String(253), nullable=False),
     Column("namespace", String(63), nullable=False),
-    Column("workload", String(63), nullable=False),
+    # Kubernetes names workloads with up to 253 characters (0002). SQLite ignores declared lengths, so its
+    # tables keep 0001's VARCHAR(63): rebuilding `pipelines` there would cascade-delete every run.
+    Column("workload", String(253).with_variant(String(63), "sqlite"), nullable=False),
     Column("disabled", Boolean(create_constraint=False), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("etag", String(64), nullable=False),
@@ -92,11 +94,16 @@ run_logs = Table(
     metadata,
     Column("pipeline_id", String(63), nullable=False),
     Column("run_id", String(63), nullable=False),
+    # Arrival order (gapless per run): what a TailRunLogs follower has already been sent.
     Column("seq", Integer, nullable=False),
     Column("time_us", BigInteger, nullable=False),
     Column("level", SmallInteger, nullable=False),
     Column("step", Text, nullable=False),
     Column("message", Text, nullable=False),
+    # The log's order: (phase, event_time_us, seq), see domain.runs.log_phase (0003). The few entries of
+    # one run are sorted after the primary key found them; no index of their own.
+    Column("phase", SmallInteger, nullable=False),
+    Column("event_time_us", BigInteger, nullable=False),
     PrimaryKeyConstraint("pipeline_id", "run_id", "seq"),
     ForeignKeyConstraint(
         ["pipeline_id", "run_id"], ["runs.pipeline_id", "runs.run_id"], ondelete="CASCADE", name="fk_run_logs_runs"
@@ -119,6 +126,18 @@ run_event_ids = Table(
         name="fk_run_event_ids_runs",
     ),
     Index(None, "pipeline_id", "run_id"),
+)
+
+# Deleted runs (DeleteRun, or with their pipeline), so their RunEvents redelivered later do not
+# recreate them. Kept for the RunEvents stream's max age, after which no such event is left (0003).
+run_tombstones = Table(
+    "run_tombstones",
+    metadata,
+    Column("pipeline_id", String(63), nullable=False),
+    Column("run_id", String(63), nullable=False),
+    Column("delete_time_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("pipeline_id", "run_id"),
+    Index(None, "delete_time_us"),
 )
 
 # Idempotency keys (AIP-155): the response of the first call, returned to retries.

@@ -151,27 +151,9 @@ def timestamp(value: dt.datetime) -> Timestamp:
 # --- references -----------------------------------------------------------------------------
 
 
-def host_of(reference: str) -> str:
-    """Registry host of `host[:port]/path...` (an optional scheme is dropped); '' when there is none."""
-    value = reference.strip()
-    for scheme in ("https://", "http://"):
-        if value.lower().startswith(scheme):
-            value = value[len(scheme) :]
-    first, sep, _ = value.partition("/")
-    if not sep:
-        return ""
-    if "." in first or ":" in first or first == "localhost":
-        return first
-    return ""
-
-
 def split_reference(reference: str) -> tuple[str, str, str, str]:
     """`host/repo[:tag][@digest]` -> (host, repository, tag, digest); host '' when absent."""
-    value = reference.strip()
-    host = host_of(value)
-    rest = value.split("://", 1)[-1]
-    if host:
-        rest = rest[len(host) + 1 :]
+    host, rest = refs.split_host(reference)
     rest, _, digest = rest.partition("@")
     parent, slash, last = rest.rpartition("/")
     name, _, tag = last.partition(":")
@@ -198,23 +180,23 @@ def make_push(
 ) -> bus_pb2.ImagePushed:
     """Validate and normalise one push; a missing or invalid host/repository/tag is a PayloadError.
 
-    `registry` is the host the payload carries ('' when none); the request's default
-    registry (query parameter or source configuration) fills in when it is empty.
+    Every parser's pushes come through here: the one place their host and repository are
+    normalised (`conveyor.refs.normalize_repo`). `registry` is the host the payload carries
+    ('' when none); the request's default registry (query parameter or source configuration)
+    fills in when it is empty.
     """
-    host = registry.strip() or (request.default_registry or "").strip()
-    if not host:
+    given = registry.strip() or (request.default_registry or "").strip()
+    if not given:
         raise PayloadError(
             "missing_registry",
             f"{what}: the {source_format} payload carries no registry host; add ?registry=HOST to the "
             "webhook URL or set `registry` on the webhook source",
         )
-    host = refs.normalize_registry(host)
+    host, repository = refs.normalize_repo(given, repository)
     if not refs.is_valid_registry(host):
         raise PayloadError("invalid_reference", f"{what}: {host!r} is not a valid registry host")
-    repository = repository.strip().strip("/")
     if not repository:
         raise PayloadError("missing_repository", f"{what}: the {source_format} payload carries no repository name")
-    repository = refs.normalize_repository(host, repository)
     if not refs.is_valid_repository(repository):
         raise PayloadError(
             "invalid_reference",

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor import refs
 from conveyor_trigger.domain.formats.base import (
     ParseResult,
     PayloadError,
     WebhookRequest,
     dig,
     event_id,
-    host_of,
     lst,
     make_push,
     obj,
@@ -79,7 +79,7 @@ def parse_event(raw: Any, request: WebhookRequest, position: int, source_format:
     native = text(event.get("id")) or text(dig(event, "request", "id"))
     if not native:
         raise PayloadError("unknown_shape", f"events[{position}] has no id")
-    host = text(dig(event, "request", "host")) or host_of(text(target.get("url")))
+    host = text(dig(event, "request", "host")) or refs.split_host(text(target.get("url")))[0]
     push = make_push(
         request,
         source_format=source_format,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor import refs
 from conveyor_trigger.domain.formats.base import (
     ParseResult,
     PayloadError,
@@ -20,7 +21,6 @@ from conveyor_trigger.domain.formats.base import (
     canonical_hash,
     dig,
     event_id,
-    host_of,
     make_push,
     obj,
     parse_time,
@@ -63,7 +63,7 @@ def parse(payload: Any, request: WebhookRequest) -> ParseResult:
         return ParseResult(ignored=[f"{label}@{digest or '?'}: untagged version"])
     package_url = text(version.get("package_url"))
     host, url_repository, _, _ = split_reference(package_url) if package_url else ("", "", "", "")
-    host = host or host_of(text(dig(package, "registry", "url")) + "/")
+    host = host or refs.split_host(text(dig(package, "registry", "url")) + "/")[0]
     owner = namespace or text(dig(package, "owner", "login"))
     repository = url_repository or (f"{owner}/{name}" if owner and name else name)
     delivery = request.header("x-github-delivery") or canonical_hash(body)

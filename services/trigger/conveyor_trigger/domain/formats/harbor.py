@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor import refs
 from conveyor_trigger.domain.formats.base import (
     ParseResult,
     PayloadError,
@@ -24,7 +25,6 @@ from conveyor_trigger.domain.formats.base import (
     canonical_hash,
     dig,
     event_id,
-    host_of,
     is_digest,
     lst,
     make_push,
@@ -133,7 +133,7 @@ def _resources(
                 request,
                 source_format=source_format,
                 event_id=event_id(source_format, native_id, position if len(resources) > 1 else None),
-                registry=host_of(resource_url),
+                registry=refs.split_host(resource_url)[0],
                 repository=full_name or split_reference(resource_url)[1],
                 tag=tag,
                 digest=digest,

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor import refs
 from conveyor_trigger.domain.formats.base import (
     ParseResult,
     PayloadError,
     WebhookRequest,
     canonical_hash,
     event_id,
-    host_of,
     is_digest,
     make_push,
     obj,
@@ -47,10 +47,8 @@ def parse(payload: Any, request: WebhookRequest) -> ParseResult:
         tags = []
     else:
         raise PayloadError("unknown_shape", '"updated_tags" must be a list of tags or a map of tag to image')
-    host = host_of(docker_url)
-    if not repository and docker_url:
-        rest = docker_url.split("://", 1)[-1]
-        repository = rest[len(host) + 1 :] if host else rest
+    host, path = refs.split_host(docker_url)
+    repository = repository or path
     native = canonical_hash(body)
     result = ParseResult()
     named = [(tag, value) for tag, value in tags if tag]

@@ -1,4 +1,5 @@
-"""Expiring idempotency keys: the purge loop asks the store to forget keys older than the retention."""
+"""Expiring idempotency keys and run tombstones: the purge loops ask the store to forget what is older
+than the retention."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from conveyor_config.usecases.requests import purge_expired_requests
+from conveyor_config.usecases.retention import purge_expired_requests, purge_expired_tombstones
 
 
 class FakeStore:
@@ -47,3 +48,23 @@ async def test_nothing_runs_once_stopped() -> None:
     store = FakeStore(stop)
     await purge_expired_requests(store, 60.0, stop, interval=0.01)
     assert store.calls == []
+
+
+class FakeTombstones:
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+        self.calls: list[int] = []
+
+    async def purge_tombstones(self, before_us: int) -> int:
+        self.calls.append(before_us)
+        self.stop.set()
+        return 1
+
+
+async def test_tombstones_older_than_the_retention_are_purged() -> None:
+    stop = asyncio.Event()
+    store = FakeTombstones(stop)
+    await asyncio.wait_for(
+        purge_expired_tombstones(store, 7 * 24 * 3600.0, stop, interval=0.01, clock=lambda: 1_000_000.0), timeout=5
+    )
+    assert store.calls == [(1_000_000 - 604_800) * 1_000_000]
