@@ -27,8 +27,16 @@ _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 @contextlib.contextmanager
 def bind(**fields: str | None) -> Iterator[None]:
-    """Attach fields (e.g. pipeline, run) to every record logged inside the block."""
+    """Attach fields (e.g. pipeline, run) to every record logged inside the block.
+
+    `run` is always logged as the run's full resource name (`pipelines/{p}/runs/{r}`), whichever
+    service logs it, so one query finds a run's lines everywhere; a bare run id is expanded with
+    the bound pipeline.
+    """
     merged = {**_context.get(), **{k: v for k, v in fields.items() if v}}
+    run, pipeline = merged.get("run"), merged.get("pipeline")
+    if run and pipeline and not run.startswith("pipelines/"):
+        merged["run"] = f"pipelines/{pipeline}/runs/{run}"
     token = _context.set(merged)
     try:
         yield

@@ -387,7 +387,12 @@ def data_dir(reader: EnvReader) -> pathlib.Path:
     return reader.read(DATA_DIR)
 
 
-NATS_URL = Setting("CONVEYOR_NATS_URL", "nats://127.0.0.1:4222", text(), "NATS server with JetStream")
+NATS_URL = Setting(
+    "CONVEYOR_NATS_URL",
+    "nats://127.0.0.1:4222",
+    text(),
+    "NATS server with JetStream; several servers of one cluster comma-separated",
+)
 MAX_DELIVER = Setting(
     "CONVEYOR_BUS_MAX_DELIVER",
     DEFAULT_MAX_DELIVER,

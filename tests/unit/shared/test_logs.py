@@ -88,3 +88,14 @@ def test_text_format_puts_the_traceback_after_the_fields() -> None:
 def test_a_line_without_fields_is_just_the_header_and_message() -> None:
     line = logs.TextFormatter("conveyor-deployer").format(record("ready"))
     assert line.endswith(" WARNING conveyor-deployer conveyor.test: ready")
+
+
+def test_a_bound_run_is_always_the_full_resource_name() -> None:
+    from conveyor import logs as logs_module
+
+    with logs_module.bind(pipeline="web", run="r01"):
+        assert logs_module._context.get()["run"] == "pipelines/web/runs/r01"
+    with logs_module.bind(pipeline="web", run="pipelines/web/runs/r02"):
+        assert logs_module._context.get()["run"] == "pipelines/web/runs/r02"
+    with logs_module.bind(pipeline="web"), logs_module.bind(run="r03"):
+        assert logs_module._context.get()["run"] == "pipelines/web/runs/r03"

@@ -240,7 +240,7 @@ class RunUseCases:
                 reason="RUN_NOT_FINISHED",
                 metadata={"name": name},
             )
-        with logs.bind(pipeline=run_name.pipeline, run=run_name.run):
+        with logs.bind(pipeline=run_name.pipeline, run=str(run_name)):
             log.info("run deleted")
 
     async def tail(self, name: str, *, follow: bool) -> AsyncIterator[RunLogEntry]:
@@ -283,7 +283,7 @@ class RunUseCases:
         run_name = parse_run_name(event.run, "run")
         attributes = {**tracing.run_attributes(str(run_name)), "conveyor.event_id": event_id}
         with (
-            logs.bind(pipeline=run_name.pipeline, run=run_name.run),
+            logs.bind(pipeline=run_name.pipeline, run=str(run_name)),
             tracing.span("persist", attributes=attributes) as span,
         ):
             outcome = await self.store.apply_run_event(run_name, event_id, event, timestamp(self.clock()))

@@ -131,7 +131,7 @@ class DeployRequestConsumer:
                 await _quietly(delivery.dead_letter(dead_letters.INVALID, exc.message))
                 return
             run_id = exc.run.rsplit("/", 1)[-1]
-            with logs.bind(pipeline=exc.run.split("/")[1], run=run_id):
+            with logs.bind(pipeline=exc.run.split("/")[1], run=exc.run):
                 log.warning("deploy request cannot be deployed", extra={"error": exc.message})
                 try:
                     await self.runner.fail_invalid(message, run_id, exc.message, delivery.attempt)
@@ -143,7 +143,7 @@ class DeployRequestConsumer:
             await _quietly(delivery.ack())
             return
         metrics.BUS_MESSAGES.labels(consumer=CONSUMER, outcome="dispatched").inc()
-        with logs.bind(pipeline=request.pipeline_id, run=request.run_id):
+        with logs.bind(pipeline=request.pipeline_id, run=request.run):
             log.info(
                 "deploy request received",
                 extra={"target": str(request.target), "image": request.image, "attempt": delivery.attempt},

@@ -136,7 +136,7 @@ class Dispatcher:
             await self._supersede(queued, request, held=True)
 
     async def _supersede(self, job: Job, newer: DeployRequest, *, held: bool) -> None:
-        with logs.bind(pipeline=job.request.pipeline_id, run=job.request.run_id), tracing.attached(job.trace):
+        with logs.bind(pipeline=job.request.pipeline_id, run=job.request.run), tracing.attached(job.trace):
             log.info("run superseded", extra={"newer_run": newer.run})
             try:
                 await self.executor.supersede(job.request, job.delivery.attempt, newer)
@@ -172,7 +172,7 @@ class Dispatcher:
 
     async def _run(self, lane: Lane, job: Job) -> None:
         request = job.request
-        with logs.bind(pipeline=request.pipeline_id, run=request.run_id):
+        with logs.bind(pipeline=request.pipeline_id, run=request.run):
             with tracing.attached(job.trace):  # the task starts in (a copy of) the job's context
                 lane.task = asyncio.get_running_loop().create_task(self.executor.run(request, job.delivery.attempt))
             metrics.RUNS_ACTIVE.inc()
