@@ -10,6 +10,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from tests.support.nats_cluster import NatsCluster
 from tests.support.nats_server import NatsServer
 
 POSTGRES_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -24,6 +25,18 @@ def nats_server(tmp_path: pathlib.Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: pathlib.Path) -> Iterator[NatsCluster]:
+    """A fresh three-node JetStream cluster per test, meta leader elected (tests may kill and restart nodes)."""
+    cluster = NatsCluster(tmp_path / "nats-cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        for index in range(len(cluster.nodes)):
+            cluster.kill(index)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ within the stream's duplicate window.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import random
@@ -35,6 +36,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
 
 from conveyor import dead_letters, metrics, retry, tracing
 
@@ -143,8 +145,12 @@ async def ensure_streams(
     *,
     duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
     max_age: float = DEFAULT_MAX_AGE,
+    replicas: int = 1,
 ) -> None:
-    """Create (or update) the three streams; idempotent, safe for every service to call."""
+    """Create (or update) the streams with `replicas` copies each; idempotent, safe for every service to call.
+
+    Consumers are created without a replica count of their own, so they follow their stream's.
+    """
     for stream, subject in STREAMS.items():
         config = js_api.StreamConfig(
             name=stream,
@@ -153,18 +159,40 @@ async def ensure_streams(
             retention=js_api.RetentionPolicy.LIMITS,
             duplicate_window=duplicate_window,
             max_age=max_age,
+            num_replicas=replicas,
         )
         try:
             await js.add_stream(config)
         except BadRequestError:
+            config.num_replicas = max(replicas, await _replicas_of(js, stream))
             await js.update_stream(config)
 
 
-async def ensure_pushes_bucket(js: JetStreamContext, ttl: float) -> object:
+async def _replicas_of(js: JetStreamContext, stream: str) -> int:
+    """An existing stream's replica count: never scaled down by a service started with a smaller setting
+    (a rolling restart would make it flap); scaling down is an operator's `nats stream edit`."""
+    info = await js.stream_info(stream)
+    return info.config.num_replicas or 1
+
+
+async def ensure_kv(js: JetStreamContext, config: js_api.KeyValueConfig, *, replicas: int = 1) -> KeyValue:
+    """Open the KV bucket `config.bucket`, creating it with `replicas` copies, or scaling up one with fewer."""
     try:
-        return await js.key_value(PUSHES_BUCKET)
-    except (NotFoundError, Exception):
-        return await js.create_key_value(js_api.KeyValueConfig(bucket=PUSHES_BUCKET, ttl=ttl, history=1))
+        kv = await js.key_value(config.bucket)
+    except NotFoundError:
+        try:
+            return await js.create_key_value(dataclasses.replace(config, replicas=replicas))
+        except BadRequestError:  # another replica created it first
+            kv = await js.key_value(config.bucket)
+    stream = f"KV_{config.bucket}"
+    info = await js.stream_info(stream)
+    if (info.config.num_replicas or 1) < replicas:
+        await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
+    return kv
+
+
+async def ensure_pushes_bucket(js: JetStreamContext, ttl: float, *, replicas: int = 1) -> KeyValue:
+    return await ensure_kv(js, js_api.KeyValueConfig(bucket=PUSHES_BUCKET, ttl=ttl, history=1), replicas=replicas)
 
 
 async def publish(js: JetStreamContext, subject: str, message: Message, msg_id: str, *, timeout: float = 5.0) -> bool:

@@ -400,6 +400,13 @@ MAX_DELIVER = Setting(
     "deliveries of a bus message to a consumer whose handler keeps failing before it is moved to the "
     "`CONVEYOR_DEAD_LETTERS` stream (1-100)",
 )
+BUS_REPLICAS = Setting(
+    "CONVEYOR_BUS_REPLICAS",
+    1,
+    integer(minimum=1, maximum=5),
+    "copies of every JetStream stream, consumer and KV bucket the service creates (1-5; `3` on a three-node "
+    "NATS cluster); an existing stream with fewer is scaled up",
+)
 LOG_LEVEL = Setting(
     "CONVEYOR_LOG_LEVEL",
     "info",
@@ -485,6 +492,7 @@ class CommonSettings:
     metrics_address: str | None
     tracing: TracingSettings = field(default_factory=TracingSettings)
     max_deliver: int = DEFAULT_MAX_DELIVER
+    bus_replicas: int = 1
 
     @staticmethod
     def declarations(service: str, *, metrics_doc: str = DEFAULT_METRICS_DOC) -> list[Setting[Any]]:
@@ -498,6 +506,7 @@ class CommonSettings:
             OTLP_ENDPOINT,
             TRACING_FILE,
             MAX_DELIVER,
+            BUS_REPLICAS,
         ]
 
     @classmethod
@@ -510,4 +519,5 @@ class CommonSettings:
             metrics_address=metrics,
             tracing=TracingSettings.read(reader),
             max_deliver=reader.read(MAX_DELIVER),
+            bus_replicas=reader.read(BUS_REPLICAS),
         )

@@ -10,6 +10,9 @@ IMAGE_PUSHED_SUBJECT = "conveyor.registry.pushed"
 DEPLOY_REQUESTED_SUBJECT = "conveyor.deploy.requested"
 RUN_EVENTS_SUBJECT = "conveyor.runs.events"
 PIPELINE_CHANGED_SUBJECT = "conveyor.pipelines.changed"
+# Core NATS, no stream: "run log entries were stored" (payload: the run's name), from the config replica that
+# stored them to TailRunLogs followers in every replica.
+RUN_LOGGED_SUBJECT = "conveyor.runs.logged"
 
 REGISTRY_EVENTS_STREAM = "CONVEYOR_REGISTRY_EVENTS"
 DEPLOY_REQUESTS_STREAM = "CONVEYOR_DEPLOY_REQUESTS"
@@ -22,6 +25,13 @@ DEAD_LETTERS_SUBJECTS = DEAD_LETTERS_SUBJECT_PREFIX + ".>"
 TRIGGER_MATCHER_DURABLE = "conveyor-trigger-matcher"
 DEPLOYER_DURABLE = "conveyor-deployer"
 CONFIG_RUN_EVENTS_DURABLE = "conveyor-config-runs"
+
+# The trigger's ListEvents history: one RegistryEvent per handled push, on a subject per event id
+# (one message kept per subject, so handling an event again replaces its entry); not in STREAMS, as
+# the trigger creates it with limits of its own.
+EVENT_HISTORY_STREAM = "CONVEYOR_EVENT_HISTORY"
+EVENT_HISTORY_SUBJECT_PREFIX = "conveyor.trigger.history"
+EVENT_HISTORY_SUBJECTS = EVENT_HISTORY_SUBJECT_PREFIX + ".>"
 
 # KV bucket in which the trigger records which push (registry/repo@digest) it has
 # already turned into runs, so the same image under several tags deploys once.

@@ -377,7 +377,11 @@ def pipelines_delete(ctx: Context, args: argparse.Namespace) -> int:
 def pipelines_start(ctx: Context, args: argparse.Namespace) -> int:
     name = spec.pipeline_name(args.name)
     request = pipeline_service_pb2.StartPipelineRequest(
-        name=name, tag=args.tag, digest=args.digest or "", request_id=args.request_id or str(uuid.uuid4())
+        name=name,
+        tag=args.tag,
+        digest=args.digest or "",
+        request_id=args.request_id or str(uuid.uuid4()),
+        allow_unverified=args.allow_unverified,
     )
     run = ctx.clients.pipelines.call("StartPipeline", request)
     print_one(ctx, run, run.name, lambda: f"{run.name} {Run.State.Name(run.state)} ({run.image or args.tag})")
@@ -539,7 +543,12 @@ def short_digest(digest: str) -> str:
 def events_list(ctx: Context, args: argparse.Namespace) -> int:
     def fetch(size: int, token: str) -> Message:
         request = event_service_pb2.ListEventsRequest(
-            page_size=size, page_token=token, registry=args.registry or "", repository=args.repository or ""
+            page_size=size,
+            page_token=token,
+            registry=args.registry or "",
+            repository=args.repository or "",
+            tag=args.tag or "",
+            decision=args.decision or event_service_pb2.MatchDecision.OUTCOME_UNSPECIFIED,
         )
         return ctx.clients.events.call("ListEvents", request)
 

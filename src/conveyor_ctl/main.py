@@ -181,6 +181,11 @@ def build_parser() -> Parser:
     cmd.add_argument("--digest", help="sha256:… digest of the image")
     cmd.add_argument("--request-id", help="idempotency key (a retry with the same id returns the same run)")
     cmd.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="deploy by tag even if the registry cannot be asked whether the tag exists (audited)",
+    )
+    cmd.add_argument(
         "-f", "--follow", action="store_true", help="stream the run's log until it ends (exit 6 if it does not succeed)"
     )
 
@@ -216,6 +221,12 @@ def build_parser() -> Parser:
     cmd = command(events, "list", commands.events_list, "recent registry pushes with match decisions")
     cmd.add_argument("--registry", help="only this registry host")
     cmd.add_argument("--repository", help="only this repository")
+    cmd.add_argument("--tag", help="only this tag")
+    cmd.add_argument(
+        "--decision",
+        type=spec.enum_word("decision", spec.DECISIONS),
+        help="only events with a decision of this outcome: " + " | ".join(spec.DECISIONS),
+    )
     list_options(cmd, default_limit=50)
 
     # targets

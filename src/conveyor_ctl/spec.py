@@ -18,7 +18,7 @@ from google.protobuf import duration_pb2, field_mask_pb2, json_format
 
 from conveyor import refs
 from conveyor.settings import parse_duration
-from conveyor.v1 import pipeline_pb2, run_pb2
+from conveyor.v1 import event_service_pb2, pipeline_pb2, run_pb2
 
 
 class UsageError(Exception):
@@ -88,6 +88,11 @@ ORIGINS = {
 }
 RUN_STATES = {
     name.lower(): value for name, value in run_pb2.Run.State.items() if value != run_pb2.Run.STATE_UNSPECIFIED
+}
+DECISIONS = {
+    name.lower().replace("_", "-"): value
+    for name, value in event_service_pb2.MatchDecision.Outcome.items()
+    if value != event_service_pb2.MatchDecision.OUTCOME_UNSPECIFIED
 }
 
 

@@ -34,13 +34,24 @@ pytestmark = pytest.mark.e2e
 
 READY = r"Conveyor is ready\."
 PREFIX = "conveyor | "
+CLOSING_RULE = "=" * 78
 
 
 def banner(launcher: LauncherProcess) -> list[str]:
-    """The banner's lines (the last one printed), without the output prefix."""
-    lines = [line.removeprefix(PREFIX) for line in launcher.lines if line.startswith(PREFIX)]
-    start = max(index for index, line in enumerate(lines) if line.startswith("Conveyor is ready."))
-    return [line.strip() for line in lines[start:]]
+    """The banner's lines (the last one printed), without the output prefix.
+
+    The launcher prints it as one block, but its lines reach us one at a time: it is complete only
+    once its closing rule has arrived (reading it at the "ready" line alone raced the rest of it).
+    """
+
+    def complete() -> list[str]:
+        lines = [line.removeprefix(PREFIX).strip() for line in launcher.lines if line.startswith(PREFIX)]
+        start = max(index for index, line in enumerate(lines) if line.startswith("Conveyor is ready."))
+        ends = [index for index in range(start, len(lines)) if lines[index] == CLOSING_RULE]
+        assert ends, "the banner is still being printed"
+        return lines[start : ends[0] + 1]
+
+    return wait_until(complete, timeout=30)
 
 
 def banner_command(lines: list[str], pattern: str) -> list[str]:

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 
 from tests.support.net import free_port, wait_port
 
@@ -24,9 +25,11 @@ def nats_server_binary() -> str:
 class NatsServer:
     """Start/stop/kill/restart a JetStream-enabled nats-server on a fixed free port."""
 
-    def __init__(self, store_dir: pathlib.Path, port: int | None = None) -> None:
+    def __init__(self, store_dir: pathlib.Path, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
+        # e.g. cluster options (tests/support/nats_cluster.py)
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = store_dir / "nats.log"
 
@@ -48,6 +51,7 @@ class NatsServer:
                 str(self.store_dir / "js"),
                 "-l",
                 str(self.log_path),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

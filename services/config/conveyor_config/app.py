@@ -1,8 +1,8 @@
 """The config process assembled: database, NATS, use cases, gRPC servicers, RunEvent consumer, outbox relay.
 
 Start: migrations (unless off) -> database -> NATS (streams) -> outbox relay -> registry and deployer
-clients -> use cases -> change-notice subscription -> servicers, consumers, background tasks -> gRPC.
-The RunEvent consumer and the change-notice follower run under `bus.consume_forever`: a crashed one is
+clients -> use cases -> change- and run-log-notice subscriptions -> servicers, consumers, background tasks -> gRPC.
+The RunEvent consumer and the two notice followers run under `bus.consume_forever`: a crashed one is
 restarted with backoff, and health is NOT_SERVING while one is down.
 Stop (SIGTERM), the stages of `settings.SHUTDOWN_PLAN` (conveyor.lifecycle: 20 s in all, below the pod's grace):
 not_serving: health NOT_SERVING, TailRunLogs followers end (UNAVAILABLE);
@@ -33,12 +33,14 @@ from conveyor.tracing.rpc import client_interceptors
 from conveyor.v1 import pipeline_service_pb2_grpc, run_service_pb2_grpc, target_service_pb2_grpc
 from conveyor_config.adapters.changes import NatsChangePublisher
 from conveyor_config.adapters.jetstream import JetStreamPublisher
+from conveyor_config.adapters.run_logs import NatsRunLogNotices
 from conveyor_config.adapters.storage import SqlStore, migrations
 from conveyor_config.adapters.storage.engine import Database, describe_url, open_database
 from conveyor_config.adapters.targets import DeployerTargets
 from conveyor_config.edges.changes import ChangeFollower
 from conveyor_config.edges.grpc_api import PIPELINE_SERVICE, RUN_SERVICE, PipelineServicer, RunServicer
 from conveyor_config.edges.run_events import RUN_EVENTS_CONSUMER, RunEventConsumer
+from conveyor_config.edges.run_logs import RunLogFollower
 from conveyor_config.settings import SHUTDOWN_PLAN, ConfigSettings
 from conveyor_config.usecases.caches import PipelineCache
 from conveyor_config.usecases.notifier import RunNotifier
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 SERVICE = "conveyor-config"
 RUN_EVENTS = "run-events"
 CHANGE_NOTICES = "change-notices"
+RUN_LOG_NOTICES = "run-log-notices"
 # Nested deadlines end this much before their stage is cut, so what follows them still runs.
 _MARGIN = 0.5
 
@@ -83,6 +86,7 @@ class ConfigApp:
         self.consumer: RunEventConsumer | None = None
         self._consumer_task: asyncio.Task[None] | None = None
         self._follower_task: asyncio.Task[None] | None = None
+        self._log_follower_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._stopped = False
         self._stop_began = 0.0
@@ -114,7 +118,7 @@ class ConfigApp:
 
         self.nc = await bus.connect(settings.common.nats_url, SERVICE, on_reconnect=self._on_reconnect)
         js = self.nc.jetstream()
-        await bus.ensure_streams(js)
+        await bus.ensure_streams(js, replicas=settings.common.bus_replicas)
         self.relay = OutboxRelay(store, JetStreamPublisher(self.nc, js), interval=settings.outbox_interval)
 
         if self.resolver is None and settings.registry_check:
@@ -140,6 +144,8 @@ class ConfigApp:
         )
         follower = ChangeFollower(self.nc, pipelines.pipeline_changed_elsewhere)
         await follower.subscribe()
+        log_follower = RunLogFollower(self.nc, self.notifier)
+        await log_follower.subscribe()
         runs = RunUseCases(
             store,
             self.notifier,
@@ -147,6 +153,7 @@ class ConfigApp:
             page_tokens=page_tokens,
             wake_outbox=self.relay.wake,
             resolver=self.resolver,
+            log_notices=NatsRunLogNotices(self.nc),
             tail_poll_interval=settings.tail_poll_interval,
             resolve_timeout=settings.resolve_timeout,
         )
@@ -160,6 +167,7 @@ class ConfigApp:
         self.consumer = consumer = RunEventConsumer(runs, spec)
         self._consumer_task = self._supervise(RUN_EVENTS, lambda: consumer.consume(js, self._stop))
         self._follower_task = self._supervise(CHANGE_NOTICES, lambda: follower.follow(self._stop))
+        self._log_follower_task = self._supervise(RUN_LOG_NOTICES, lambda: log_follower.follow(self._stop))
         self._tasks = [
             asyncio.create_task(self.relay.run(self._stop), name="outbox"),
             asyncio.create_task(
@@ -195,10 +203,11 @@ class ConfigApp:
     async def _on_reconnect(self) -> None:
         if self.pipelines is not None:
             self.pipelines.pipeline_changed_elsewhere(None)  # notices sent meanwhile were missed
+        self.notifier.notify_all()  # run-log notices too: followers re-read
         if self.nc is not None:
             # A NATS server that lost its store would otherwise reject every publish.
             with contextlib.suppress(Exception):
-                await bus.ensure_streams(self.nc.jetstream())
+                await bus.ensure_streams(self.nc.jetstream(), replicas=self.settings.common.bus_replicas)
         if self.relay is not None:
             self.relay.wake()
 
@@ -247,8 +256,8 @@ class ConfigApp:
     async def _drain_consumers(self, budget: float) -> None:
         if self.consumer is not None and self._consumer_task is not None:
             await self.consumer.finish(self._consumer_task, max(0.0, budget - _MARGIN))
-        if self._follower_task is not None:
-            await asyncio.gather(self._follower_task, return_exceptions=True)
+        followers = [task for task in (self._follower_task, self._log_follower_task) if task is not None]
+        await asyncio.gather(*followers, return_exceptions=True)
 
     async def _hand_back(self, budget: float) -> None:
         if self.nc is not None:

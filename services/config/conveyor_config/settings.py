@@ -121,9 +121,10 @@ class ConfigSettings:
     )
     tail_poll_interval: float = setting(
         "CONVEYOR_CONFIG_TAIL_POLL_INTERVAL",
-        2.0,
+        5.0,
         parse=duration(minimum=0.05),
-        doc="TailRunLogs(follow) re-reads the database this often (events stored by other replicas)",
+        doc="TailRunLogs(follow) wakes on a `conveyor.runs.logged` notice from the replica that stored new "
+        "entries; it also re-reads the database this often, in case a notice was lost",
     )
     outbox_interval: float = setting(
         "CONVEYOR_CONFIG_OUTBOX_INTERVAL",

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +29,7 @@ from conveyor.v1 import target_service_pb2_grpc
 from conveyor_deployer.adapters.clusters import load_clusters
 from conveyor_deployer.adapters.jetstream import JetStreamDeployRequests, JetStreamRunEvents
 from conveyor_deployer.adapters.kube import KubeWorkloadApi
+from conveyor_deployer.adapters.leases import KvAppliedOrders, KvLeases
 from conveyor_deployer.edges.consumer import CONSUMER, DeployRequestConsumer
 from conveyor_deployer.edges.grpc_api import SERVICE_NAME, TargetServicer
 from conveyor_deployer.settings import DeployerSettings
@@ -78,6 +82,8 @@ class DeployerApp:
         self._consuming: asyncio.Task[None] | None = None
         self._ready = False  # started fully and not stopping
         self._consumer_up = True
+        # Names this replica in the leases it holds (for whoever reads the bucket).
+        self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
     async def start(self) -> None:
         settings = self.settings
@@ -105,7 +111,7 @@ class DeployerApp:
         await server.set_serving(False)  # until deploy requests can be taken
         self.nc = await bus.connect(settings.common.nats_url, "conveyor-deployer")
         js = self.nc.jetstream()
-        await bus.ensure_streams(js)
+        await bus.ensure_streams(js, replicas=settings.common.bus_replicas)
         runner = DeployRunner(
             api,
             JetStreamRunEvents(js),
@@ -113,9 +119,15 @@ class DeployerApp:
             retry=kube_retry,
             conflict_retries=settings.conflict_retries,
             poll_interval=settings.poll_interval,
+            shared=await KvAppliedOrders.open(js, replicas=settings.common.bus_replicas),
         )
+        # Every replica shares the durable consumer; the per-workload leases keep each workload's runs on one.
         self.dispatcher = Dispatcher(
-            runner, max_concurrent=settings.max_concurrent_runs, heartbeat_interval=settings.heartbeat_interval
+            runner,
+            max_concurrent=settings.max_concurrent_runs,
+            heartbeat_interval=settings.heartbeat_interval,
+            leases=await KvLeases.open(js, ttl=settings.lease_ttl, replicas=settings.common.bus_replicas),
+            holder=self.holder,
         )
         consumer = DeployRequestConsumer(
             JetStreamDeployRequests(

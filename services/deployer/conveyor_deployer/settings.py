@@ -95,9 +95,16 @@ class DeployerSettings:
     )
     ack_wait: float = s.setting(
         "CONVEYOR_DEPLOYER_ACK_WAIT",
-        30.0,
+        10.0,
         parse=s.duration(minimum=1.0),
-        doc="JetStream ack wait; in-progress acks are sent every third of it",
+        doc="JetStream ack wait; in-progress acks are sent every third of it (a dead replica's runs resume after it)",
+    )
+    lease_ttl: float = s.setting(
+        "CONVEYOR_DEPLOYER_LEASE_TTL",
+        10.0,
+        parse=s.duration(minimum=1.0),
+        doc="TTL of the per-workload leases (KV `conveyor_deploy_leases`, set when it is created); renewed every "
+        "third of it",
     )
     shutdown_grace: float = s.setting(
         "CONVEYOR_DEPLOYER_SHUTDOWN_GRACE",

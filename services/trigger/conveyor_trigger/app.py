@@ -33,7 +33,7 @@ from conveyor.settings import parse_address
 from conveyor.tracing.rpc import client_interceptors
 from conveyor.v1 import event_service_pb2_grpc, pipeline_service_pb2_grpc
 from conveyor_trigger.adapters.config_client import GrpcPipelineSource
-from conveyor_trigger.adapters.events_log import EventsLog
+from conveyor_trigger.adapters.event_history import JetStreamEventHistory
 from conveyor_trigger.adapters.jetstream import JetStreamPublisher, KvPushRegistry, RegistryEventsConsumer
 from conveyor_trigger.adapters.pipeline_cache import PipelineCache
 from conveyor_trigger.adapters.registry_access import RegistryAccess, registry_access_from_env
@@ -77,7 +77,7 @@ class TriggerApp:
         self.codec = codec_from_setting(settings.page_token_key)
         self.nc: NATS | None = None
         self.cache: PipelineCache | None = None
-        self.events_log = EventsLog(settings.events_log_size, codec=self.codec)
+        self.events_log: JetStreamEventHistory | None = None
         self.receiver: WebhookReceiver | None = None
         self.grpc: GrpcServer | None = None
         self._runner: web.AppRunner | None = None
@@ -117,9 +117,17 @@ class TriggerApp:
 
         self.nc = await bus.connect(settings.common.nats_url, "conveyor-trigger", on_reconnect=self._on_reconnect)
         js = self.nc.jetstream()
-        await bus.ensure_streams(js)
-        pushes = await KvPushRegistry.open(js, ttl=settings.dedupe_window)
+        await bus.ensure_streams(js, replicas=settings.common.bus_replicas)
+        pushes = await KvPushRegistry.open(js, ttl=settings.dedupe_window, replicas=settings.common.bus_replicas)
         publisher = JetStreamPublisher(self.nc, js, timeout=settings.publish_timeout)
+        history = self.events_log = await JetStreamEventHistory.open(
+            js,
+            codec=self.codec,
+            capacity=settings.events_log_size,
+            max_age=settings.events_max_age,
+            replicas=settings.common.bus_replicas,
+            timeout=settings.publish_timeout,
+        )
 
         source = self._pipeline_source
         if source is None:
@@ -131,11 +139,14 @@ class TriggerApp:
         self.cache = PipelineCache(source, resync_interval=settings.resync_interval)
         self._changes = await self.nc.subscribe(bus.PIPELINE_CHANGED_SUBJECT, cb=self.cache.on_change_message)
 
+        resolver = self.registry.resolver if self.registry else None
         self.receiver = WebhookReceiver(
             authenticator=settings.authenticator,
             publisher=publisher,
             max_body=settings.max_body,
             bus_connected=publisher.connected,
+            resolver=resolver,
+            digest_timeout=settings.digest_timeout,
         )
         # In-flight webhooks get the grace in full unless it would outlast the drain stage.
         deadlines = self.shutdown_plan.deadlines()
@@ -151,12 +162,11 @@ class TriggerApp:
         log.info("webhook receiver listening", extra={"address": f"{host}:{self.webhook_port}"})
 
         cache = self.cache
-        resolver = self.registry.resolver if self.registry else None
         self.grpc = GrpcServer(settings.grpc_address, [SERVICE_NAME])
         self.grpc.add(
             event_service_pb2_grpc.add_EventServiceServicer_to_server,
             EventService(
-                events_log=self.events_log,
+                events_log=history,
                 index=cache.current,
                 cache_loaded=cache.is_loaded,
                 lister=self.registry.lister if self.registry else None,
@@ -172,7 +182,7 @@ class TriggerApp:
                 index=cache.current,
                 publisher=publisher,
                 pushes=pushes,
-                events_log=self.events_log,
+                events_log=history,
                 resolver=resolver,
                 digest_timeout=settings.digest_timeout,
             )

@@ -167,7 +167,13 @@ class TriggerSettings:
         "CONVEYOR_TRIGGER_EVENTS_LOG_SIZE",
         1000,
         parse=integer(minimum=1, maximum=1_000_000),
-        doc="registry events kept in memory for ListEvents",
+        doc="registry events kept for ListEvents (max messages of the event history stream)",
+    )
+    events_max_age: float = setting(
+        "CONVEYOR_TRIGGER_EVENTS_MAX_AGE",
+        7 * 24 * 3600.0,
+        parse=duration(minimum=60.0),
+        doc="how long a registry event is kept for ListEvents (max age of the event history stream)",
     )
     ack_wait: float = setting(
         "CONVEYOR_TRIGGER_ACK_WAIT",

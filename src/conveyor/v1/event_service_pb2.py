@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63onveyor/v1/event_service.proto\x12\x0b\x63onveyor.v1\x1a\x15\x63onveyor/v1/bus.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08registry\x18\x03 \x01(\t\x12\x12\n\nrepository\x18\x04 \x01(\t\"Y\n\x12ListEventsResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.conveyor.v1.RegistryEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9e\x01\n\rRegistryEvent\x12&\n\x04push\x18\x01 \x01(\x0b\x32\x18.conveyor.v1.ImagePushed\x12\x36\n\x0creceive_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12-\n\tdecisions\x18\x03 \x03(\x0b\x32\x1a.conveyor.v1.MatchDecision\"\x83\x02\n\rMatchDecision\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x33\n\x07outcome\x18\x02 \x01(\x0e\x32\".conveyor.v1.MatchDecision.Outcome\x12\x0b\n\x03run\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x8d\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0b\n\x07MATCHED\x10\x01\x12\x10\n\x0cTAG_MISMATCH\x10\x02\x12\x13\n\x0fORIGIN_MISMATCH\x10\x03\x12\x15\n\x11PIPELINE_DISABLED\x10\x04\x12\x0f\n\x0bNO_PIPELINE\x10\x05\x12\r\n\tDUPLICATE\x10\x06\"\x89\x01\n\x0fListTagsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x10\n\x08registry\x18\x02 \x01(\t\x12\x12\n\nrepository\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x17\n\x0finclude_digests\x18\x06 \x01(\x08\"P\n\x10ListTagsResponse\x12#\n\x04tags\x18\x01 \x03(\x0b\x32\x15.conveyor.v1.ImageTag\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x08ImageTag\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t2\xa6\x01\n\x0c\x45ventService\x12M\n\nListEvents\x12\x1e.conveyor.v1.ListEventsRequest\x1a\x1f.conveyor.v1.ListEventsResponse\x12G\n\x08ListTags\x12\x1c.conveyor.v1.ListTagsRequest\x1a\x1d.conveyor.v1.ListTagsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63onveyor/v1/event_service.proto\x12\x0b\x63onveyor.v1\x1a\x15\x63onveyor/v1/bus.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08registry\x18\x03 \x01(\t\x12\x12\n\nrepository\x18\x04 \x01(\t\x12\x0b\n\x03tag\x18\x05 \x01(\t\x12\x34\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0e\x32\".conveyor.v1.MatchDecision.Outcome\"Y\n\x12ListEventsResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.conveyor.v1.RegistryEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9e\x01\n\rRegistryEvent\x12&\n\x04push\x18\x01 \x01(\x0b\x32\x18.conveyor.v1.ImagePushed\x12\x36\n\x0creceive_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12-\n\tdecisions\x18\x03 \x03(\x0b\x32\x1a.conveyor.v1.MatchDecision\"\x83\x02\n\rMatchDecision\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x33\n\x07outcome\x18\x02 \x01(\x0e\x32\".conveyor.v1.MatchDecision.Outcome\x12\x0b\n\x03run\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x8d\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0b\n\x07MATCHED\x10\x01\x12\x10\n\x0cTAG_MISMATCH\x10\x02\x12\x13\n\x0fORIGIN_MISMATCH\x10\x03\x12\x15\n\x11PIPELINE_DISABLED\x10\x04\x12\x0f\n\x0bNO_PIPELINE\x10\x05\x12\r\n\tDUPLICATE\x10\x06\"\x89\x01\n\x0fListTagsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x10\n\x08registry\x18\x02 \x01(\t\x12\x12\n\nrepository\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x17\n\x0finclude_digests\x18\x06 \x01(\x08\"P\n\x10ListTagsResponse\x12#\n\x04tags\x18\x01 \x03(\x0b\x32\x15.conveyor.v1.ImageTag\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x08ImageTag\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t2\xa6\x01\n\x0c\x45ventService\x12M\n\nListEvents\x12\x1e.conveyor.v1.ListEventsRequest\x1a\x1f.conveyor.v1.ListEventsResponse\x12G\n\x08ListTags\x12\x1c.conveyor.v1.ListTagsRequest\x1a\x1d.conveyor.v1.ListTagsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,22 +36,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTRYEVENT'].fields_by_name['receive_time']._loaded_options = None
   _globals['_REGISTRYEVENT'].fields_by_name['receive_time']._serialized_options = b'\342A\001\003'
-  _globals['_LISTEVENTSREQUEST']._serialized_start=137
-  _globals['_LISTEVENTSREQUEST']._serialized_end=233
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=235
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=324
-  _globals['_REGISTRYEVENT']._serialized_start=327
-  _globals['_REGISTRYEVENT']._serialized_end=485
-  _globals['_MATCHDECISION']._serialized_start=488
-  _globals['_MATCHDECISION']._serialized_end=747
-  _globals['_MATCHDECISION_OUTCOME']._serialized_start=606
-  _globals['_MATCHDECISION_OUTCOME']._serialized_end=747
-  _globals['_LISTTAGSREQUEST']._serialized_start=750
-  _globals['_LISTTAGSREQUEST']._serialized_end=887
-  _globals['_LISTTAGSRESPONSE']._serialized_start=889
-  _globals['_LISTTAGSRESPONSE']._serialized_end=969
-  _globals['_IMAGETAG']._serialized_start=971
-  _globals['_IMAGETAG']._serialized_end=1010
-  _globals['_EVENTSERVICE']._serialized_start=1013
-  _globals['_EVENTSERVICE']._serialized_end=1179
+  _globals['_LISTEVENTSREQUEST']._serialized_start=138
+  _globals['_LISTEVENTSREQUEST']._serialized_end=301
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=303
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=392
+  _globals['_REGISTRYEVENT']._serialized_start=395
+  _globals['_REGISTRYEVENT']._serialized_end=553
+  _globals['_MATCHDECISION']._serialized_start=556
+  _globals['_MATCHDECISION']._serialized_end=815
+  _globals['_MATCHDECISION_OUTCOME']._serialized_start=674
+  _globals['_MATCHDECISION_OUTCOME']._serialized_end=815
+  _globals['_LISTTAGSREQUEST']._serialized_start=818
+  _globals['_LISTTAGSREQUEST']._serialized_end=955
+  _globals['_LISTTAGSRESPONSE']._serialized_start=957
+  _globals['_LISTTAGSRESPONSE']._serialized_end=1037
+  _globals['_IMAGETAG']._serialized_start=1039
+  _globals['_IMAGETAG']._serialized_end=1078
+  _globals['_EVENTSERVICE']._serialized_start=1081
+  _globals['_EVENTSERVICE']._serialized_end=1247
 # @@protoc_insertion_point(module_scope)

@@ -13,16 +13,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ListEventsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "registry", "repository")
+    __slots__ = ("page_size", "page_token", "registry", "repository", "tag", "decision")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_FIELD_NUMBER: _ClassVar[int]
     REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     registry: str
     repository: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., registry: _Optional[str] = ..., repository: _Optional[str] = ...) -> None: ...
+    tag: str
+    decision: MatchDecision.Outcome
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., registry: _Optional[str] = ..., repository: _Optional[str] = ..., tag: _Optional[str] = ..., decision: _Optional[_Union[MatchDecision.Outcome, str]] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
     __slots__ = ("events", "next_page_token")

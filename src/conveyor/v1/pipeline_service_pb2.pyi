@@ -69,13 +69,15 @@ class DeletePipelineRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class StartPipelineRequest(_message.Message):
-    __slots__ = ("name", "tag", "digest", "request_id")
+    __slots__ = ("name", "tag", "digest", "request_id", "allow_unverified")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_UNVERIFIED_FIELD_NUMBER: _ClassVar[int]
     name: str
     tag: str
     digest: str
     request_id: str
-    def __init__(self, name: _Optional[str] = ..., tag: _Optional[str] = ..., digest: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    allow_unverified: bool
+    def __init__(self, name: _Optional[str] = ..., tag: _Optional[str] = ..., digest: _Optional[str] = ..., request_id: _Optional[str] = ..., allow_unverified: _Optional[bool] = ...) -> None: ...

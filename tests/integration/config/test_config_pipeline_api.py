@@ -387,12 +387,14 @@ async def test_crud_on_postgresql(start_config: StartConfig, config_pg_url: str)
 
 
 async def test_replicas_sharing_a_database_see_each_others_changes(
-    start_config: StartConfig, tmp_path: pathlib.Path
+    start_config: StartConfig, database_url: str
 ) -> None:
-    """GetPipeline is cached per replica; change notices on NATS keep every replica's cache current."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-    first = await start_config(database_url=url, env={"CONVEYOR_CONFIG_CACHE_TTL": "1h"})
-    second = await start_config(database_url=url, env={"CONVEYOR_CONFIG_CACHE_TTL": "1h"})
+    """GetPipeline is cached per replica; change notices on NATS keep every replica's cache current.
+
+    On a SQLite file and on PostgreSQL; the cache lives an hour, so only the notice can refresh it.
+    """
+    first = await start_config(database_url=database_url, env={"CONVEYOR_CONFIG_CACHE_TTL": "1h"})
+    second = await start_config(database_url=database_url, env={"CONVEYOR_CONFIG_CACHE_TTL": "1h"})
     async with connected(first.address) as one, connected(second.address) as two:
         created = await create_pipeline(one, "web")
         get = pipeline_service_pb2.GetPipelineRequest(name="pipelines/web")

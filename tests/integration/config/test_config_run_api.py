@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import pathlib
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -214,17 +217,94 @@ async def test_resolver_fills_in_the_digest_and_rejects_unknown_tags(start_confi
         assert warning.level == Entry.WARNING and f"now points to {DIGEST}" in warning.message
 
 
-async def test_unreachable_registry_starts_by_tag_with_a_warning(start_config: StartConfig) -> None:
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError(f"no ErrorInfo in {error!r}")
+
+
+async def test_unreachable_registry_refuses_an_unverified_tag(start_config: StartConfig) -> None:
+    resolver = FakeResolver({}, failure=ResolveFailure("unreachable", "connection refused"))
+    service = await start_config(resolver=resolver)
+    async with connected(service.address) as clients:
+        await create_pipeline(clients, "web")
+        error = await rpc_error(
+            clients.pipelines.StartPipeline(Start(name="pipelines/web", tag="v1")), Code.FAILED_PRECONDITION
+        )
+        assert error.details().startswith(
+            "tag v1 of demo.tencentcloudcr.com/team/app could not be verified (unreachable: connection refused)"
+        )
+        assert "allow_unverified" in error.details()
+        info = error_info(error)
+        assert info.reason == "TAG_UNVERIFIED"
+        assert dict(info.metadata) == {
+            "registry": "demo.tencentcloudcr.com",
+            "repository": "team/app",
+            "tag": "v1",
+            "cause": "unreachable: connection refused",
+        }
+        # Nothing was started, so nothing goes to a cluster.
+        listed = await clients.runs.ListRuns(run_service_pb2.ListRunsRequest(parent="pipelines/web"))
+        assert list(listed.runs) == []
+
+
+async def test_allow_unverified_starts_by_tag_with_a_warning_and_an_audit_entry(
+    start_config: StartConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     resolver = FakeResolver({}, failure=ResolveFailure("unreachable", "connection refused"))
     service = await start_config(resolver=resolver)
     async with connected(service.address) as clients:
         await create_pipeline(clients, "web")
         await set_options(clients, "web", pin_digest=True)
-        run = await clients.pipelines.StartPipeline(Start(name="pipelines/web", tag="v1"))
+        with caplog.at_level(logging.INFO, logger="conveyor.audit"):
+            run = await clients.pipelines.StartPipeline(
+                Start(name="pipelines/web", tag="v1", allow_unverified=True, request_id="req-1")
+            )
         assert (run.state, run.digest, run.image) == (Run.QUEUED, "", "demo.tencentcloudcr.com/team/app:v1")
         entries = await tail(clients, run.name)
         assert entries[1].level == Entry.WARNING and entries[1].step == "resolve-digest"
-        assert "could not resolve the digest" in entries[1].message and "connection refused" in entries[1].message
+        assert entries[1].message.startswith("tag v1 was not verified: could not resolve the digest")
+        assert "connection refused" in entries[1].message
+        audit = [e for e in entries if e.step == "audit"]
+        assert [e.message for e in audit] == [
+            "method=StartPipeline pipeline=web tag=v1 allow_unverified=true request_id=req-1"
+        ]
+        [record] = [r for r in caplog.records if r.name == "conveyor.audit"]
+        fields = {k: getattr(record, k) for k in ("method", "pipeline", "tag", "allow_unverified", "request_id")}
+        assert fields == {
+            "method": "StartPipeline",
+            "pipeline": "web",
+            "tag": "v1",
+            "allow_unverified": "true",
+            "request_id": "req-1",
+        }
+        # A verified start writes neither the warning nor an audit entry.
+        resolver.failure = None
+        resolver.digests["demo.tencentcloudcr.com/team/app:v1"] = DIGEST
+        checked = await clients.pipelines.StartPipeline(Start(name="pipelines/web", tag="v1"))
+        verified = await tail(clients, checked.name)
+        assert verified[1].step == "resolve-digest" and verified[1].message.endswith(f"is {DIGEST}")
+        assert "audit" not in [e.step for e in verified]
+        assert Entry.WARNING not in [e.level for e in verified]
+
+
+async def test_a_tag_the_registry_does_not_know_is_not_found_even_with_allow_unverified(
+    start_config: StartConfig,
+) -> None:
+    service = await start_config(resolver=FakeResolver({}))
+    async with connected(service.address) as clients:
+        await create_pipeline(clients, "web")
+        error = await rpc_error(
+            clients.pipelines.StartPipeline(Start(name="pipelines/web", tag="v9", allow_unverified=True)),
+            Code.NOT_FOUND,
+        )
+        assert error.details() == "tag v9 does not exist in demo.tencentcloudcr.com/team/app"
+        assert error_info(error).reason == "TAG_NOT_FOUND"
 
 
 # --------------------------------------------------------------------------- RunService

@@ -445,6 +445,29 @@ async def test_events_list_shows_each_decision(fakes: FakeConveyor) -> None:
     assert fakes.state.sent("ListEvents")[1].repository == "team/web"
 
 
+async def test_events_list_filters_by_tag_and_decision(fakes: FakeConveyor) -> None:
+    both = await ctl(fakes, "events", "list", "--tag", "v1", "--decision", "tag_mismatch")
+    neither = await ctl(fakes, "events", "list")
+    bad = await ctl(fakes, "events", "list", "--decision", "maybe")
+
+    assert both.code == 0 and neither.code == 0, (both.stderr, neither.stderr)
+    sent, unfiltered = fakes.state.sent("ListEvents")
+    assert (sent.tag, sent.decision) == ("v1", Decision.TAG_MISMATCH)
+    assert (unfiltered.tag, unfiltered.decision) == ("", Decision.OUTCOME_UNSPECIFIED)
+    assert bad.code == 2 and "unknown decision 'maybe'" in bad.stderr and "tag-mismatch" in bad.stderr
+    assert len(fakes.state.sent("ListEvents")) == 2
+
+
+async def test_start_allow_unverified_is_sent_only_when_asked(fakes: FakeConveyor) -> None:
+    await create_web(fakes)
+
+    default = await ctl(fakes, "pipelines", "start", "web", "--tag", "v1")
+    allowed = await ctl(fakes, "pipelines", "start", "web", "--tag", "v1", "--allow-unverified")
+
+    assert default.code == 0 and allowed.code == 0, (default.stderr, allowed.stderr)
+    assert [r.allow_unverified for r in fakes.state.sent("StartPipeline")] == [False, True]
+
+
 async def test_targets_commands(fakes: FakeConveyor) -> None:
     clusters = await ctl(fakes, "targets", "clusters")
     namespaces = await ctl(fakes, "targets", "namespaces", "-o", "json")

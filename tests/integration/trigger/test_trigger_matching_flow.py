@@ -11,7 +11,7 @@ import grpc
 import pytest
 from nats.aio.client import Client as NATS
 
-from conveyor import bus, errors
+from conveyor import bus, dead_letters, errors
 from conveyor.v1 import bus_pb2, event_service_pb2, event_service_pb2_grpc, pipeline_pb2, run_pb2
 from conveyor_trigger.adapters.registry_access import RegistryAccess
 from conveyor_trigger.app import TriggerApp
@@ -253,6 +253,34 @@ async def test_bus_events_from_platform_services_and_undecodable_messages(
         for reason in ("undecodable", "invalid"):
             labels = {"subject": bus.IMAGE_PUSHED_SUBJECT, "reason": reason}
             assert metric_value(after, name, **labels) - metric_value(before, name, **labels) == 1, reason
+
+
+async def test_a_push_with_an_out_of_range_time_is_dead_lettered_and_list_events_keeps_working(
+    nats_server: NatsServer, config: FakeConfig, nc: NATS
+) -> None:
+    """The defect: a pushed_at with nanos >= 1e9 was stored in the history, and every ListEvents after it
+    failed to format its response."""
+    config.pipelines[:] = [pipeline("web", registry=HOST)]
+    await config.start()
+    async with running_trigger(nats_server.url, config.address) as app:
+        js = nc.jetstream()
+        before = (await get(app, "/metrics")).body
+        bad = bus_pb2.ImagePushed(event_id="bad-time", registry=HOST, repository="team/app", tag="v1", digest=DIGEST_A)
+        bad.pushed_at.seconds, bad.pushed_at.nanos = 1_700_000_000, 1_000_000_000
+        good = bus_pb2.ImagePushed(event_id="good", registry=HOST, repository="team/app", tag="v2", digest=DIGEST_B)
+        for push in (bad, good):
+            await bus.publish(js, bus.IMAGE_PUSHED_SUBJECT, push, push.event_id)
+        await eventually(wait_idle(nc))
+        listed = await events(app)
+        assert [e.push.event_id for e in listed.events] == ["good"]
+        assert [d.pipeline.name for _, d in await deploys_in_stream(js)] == ["pipelines/web"]
+        (letter,) = await dead_letters.read(js, consumer=bus.TRIGGER_MATCHER_DURABLE)
+        assert (letter.msg_id, letter.reason) == ("bad-time", dead_letters.INVALID)
+        assert "pushed_at: nanos 1000000000 is out of range" in letter.error
+        after = (await get(app, "/metrics")).body
+        labels = {"subject": bus.IMAGE_PUSHED_SUBJECT, "reason": "invalid"}
+        name = "conveyor_trigger_bus_rejected_total"
+        assert metric_value(after, name, **labels) - metric_value(before, name, **labels) == 1
 
 
 async def test_nats_reconnect_triggers_a_full_pipeline_resync(

@@ -17,9 +17,16 @@ class FakeStore:
         self.messages = messages
         self.failed: list[tuple[int, str, int]] = []
         self.delivered: list[int] = []
+        self.claims: list[tuple[int, int]] = []  # (now_us, lease_until_us)
+        self.released: list[tuple[list[int], int]] = []
 
-    async def due_outbox(self, now_us: int, limit: int) -> list[OutboxMessage]:
-        return [m for m in self.messages if m.id not in self.delivered and m.id not in {f[0] for f in self.failed}]
+    async def claim_outbox(self, now_us: int, limit: int, lease_until_us: int) -> list[OutboxMessage]:
+        self.claims.append((now_us, lease_until_us))
+        taken = {f[0] for f in self.failed} | set(self.delivered) | {i for ids, _ in self.released for i in ids}
+        return [m for m in self.messages if m.id not in taken][:limit]
+
+    async def outbox_release(self, ids: Sequence[int], next_attempt_us: int) -> None:
+        self.released.append((list(ids), next_attempt_us))
 
     async def outbox_delivered(self, ids: Sequence[int]) -> None:
         self.delivered += ids
@@ -56,3 +63,13 @@ async def test_a_failed_publish_stores_its_next_attempt_time(attempts: int, wait
     relay = OutboxRelay(store, DownPublisher(), clock=lambda: NOW)
     assert await relay.flush() == 0
     assert store.failed == [(7, "nats: timeout", int((NOW + wait) * 1e6))]
+
+
+async def test_a_claim_is_leased_and_what_a_failure_left_unpublished_is_handed_back() -> None:
+    rows = [OutboxMessage(i, f"pipelines/web/runs/r{i}", "conveyor.deploy.requested", b"x", 0) for i in (1, 2, 3)]
+    store = FakeStore(rows)
+    relay = OutboxRelay(store, DownPublisher(), lease=12.0, clock=lambda: NOW)
+    assert await relay.flush() == 0
+    assert store.claims == [(int(NOW * 1e6), int((NOW + 12.0) * 1e6))]
+    assert [f[0] for f in store.failed] == [1]
+    assert store.released == [([2, 3], int(NOW * 1e6))]  # due again at once, for any replica

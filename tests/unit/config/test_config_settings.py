@@ -86,6 +86,7 @@ def test_every_variable_read_is_declared() -> None:
     read |= {"CONVEYOR_NATS_URL", "CONVEYOR_LOG_LEVEL", "CONVEYOR_LOG_FORMAT", "CONVEYOR_CONFIG_METRICS_ADDR"}
     read |= {"CONVEYOR_DATA_DIR", "CONVEYOR_PAGE_TOKEN_KEY"}
     read |= {"CONVEYOR_TRACING", "CONVEYOR_OTLP_ENDPOINT", "CONVEYOR_TRACING_FILE", "CONVEYOR_BUS_MAX_DELIVER"}
+    read.add("CONVEYOR_BUS_REPLICAS")
     declared = [item.env for item in ConfigSettings.declarations()]
     assert sorted(declared) == sorted(read)
     assert len(declared) == len(set(declared))

@@ -48,8 +48,9 @@ def test_settings_have_documented_defaults() -> None:
     assert settings.address == "127.0.0.1:50053"
     assert settings.clusters_file is None
     assert (settings.max_concurrent_runs, settings.kube_concurrency, settings.kube_retries) == (16, 8, 5)
-    assert (settings.poll_interval, settings.default_rollout_timeout, settings.ack_wait) == (2.0, 600.0, 30.0)
-    assert settings.heartbeat_interval == 10.0
+    assert (settings.poll_interval, settings.default_rollout_timeout, settings.ack_wait) == (2.0, 600.0, 10.0)
+    assert settings.heartbeat_interval == pytest.approx(10.0 / 3)
+    assert settings.lease_ttl == 10.0
     table = settings_module.__doc__ or ""
     for name in (
         "CONVEYOR_DEPLOYER_ADDR",

@@ -61,10 +61,10 @@ class FakePushes:
 
 
 class NoHistory:
-    def record(self, push: Any, decisions: Iterable[event_service_pb2.MatchDecision], receive_time: Any) -> None:
+    async def record(self, push: Any, decisions: Iterable[event_service_pb2.MatchDecision], receive_time: Any) -> None:
         pass
 
-    def list(self, request: Any) -> event_service_pb2.ListEventsResponse:
+    async def list(self, request: Any) -> event_service_pb2.ListEventsResponse:
         return event_service_pb2.ListEventsResponse()
 
 

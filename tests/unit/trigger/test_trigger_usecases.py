@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,6 @@ from conveyor.aip.page_tokens import INVALID_TOKEN_MESSAGE, OTHER_QUERY_MESSAGE,
 from conveyor.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from conveyor.names import new_id
 from conveyor.v1 import bus_pb2, event_service_pb2, run_pb2
-from conveyor_trigger.adapters.events_log import EventsLog
 from conveyor_trigger.domain.formats import PayloadError, WebhookRequest
 from conveyor_trigger.domain.matching import Outcome, PipelineIndex
 from conveyor_trigger.usecases.ingest import ingest_webhook
@@ -23,6 +23,7 @@ from conveyor_trigger.usecases.match import InvalidPush, PushMatcher
 from conveyor_trigger.usecases.ports import PushRecord
 from conveyor_trigger.usecases.tags import list_tags
 from tests.support.webhook_payloads import SAMPLES
+from tests.unit.trigger.memory_history import MemoryHistory
 from tests.unit.trigger.trigger_factories import DIGEST_A, DIGEST_B, FILTER, pipeline, push
 
 STORED_AT = dt.datetime(2024, 5, 14, 9, 0, 1, tzinfo=dt.UTC)
@@ -88,7 +89,7 @@ class FakeResolver:
 
 def make_matcher(*pipelines, resolver=None, timeout: float = 5.0):  # type: ignore[no-untyped-def]
     index, _ = PipelineIndex.build(pipelines)
-    fake_bus, pushes, log = FakeBus(), FakePushes(), EventsLog()
+    fake_bus, pushes, log = FakeBus(), FakePushes(), MemoryHistory()
     matcher = PushMatcher(
         index=lambda: index,
         publisher=fake_bus,
@@ -133,7 +134,7 @@ async def test_a_match_publishes_queued_run_event_then_deploy_request() -> None:
     # The run's time is the push's time (the time the event was stored).
     (record,) = pushes.records.values()
     assert record.time_ms == int(STORED_AT.timestamp() * 1000) and record.deployed == {"web": "distribution:e1"}
-    (logged,) = log.list(event_service_pb2.ListEventsRequest()).events
+    (logged,) = (await log.list(event_service_pb2.ListEventsRequest())).events
     assert logged.decisions[0].run == decision.run
 
 
@@ -319,6 +320,54 @@ async def test_ingest_failure_is_unavailable_and_bad_payload_is_payload_error() 
         await ingest_webhook("harbor", WebhookRequest(body=SAMPLES["harbor-push"].body()), fake_bus)
     with pytest.raises(PayloadError):
         await ingest_webhook("harbor", WebhookRequest(body=b"{"), fake_bus)
+
+
+async def test_a_quay_repush_of_a_tag_with_a_new_image_is_stored_and_a_retry_is_not() -> None:
+    """The hole: Quay's document is the same for every push of a tag, so its hash made a re-push a
+    duplicate within the window and the new image was never deployed."""
+    fake_bus, resolver = FakeBus(), FakeResolver(DIGEST_A)
+    body = SAMPLES["quay-push-list"].body()
+
+    async def deliver() -> list[str]:
+        result = await ingest_webhook("quay", WebhookRequest(body=body), fake_bus, resolver=resolver)
+        return result.stored
+
+    first = await deliver()
+    assert first and await deliver() == []  # the registry's retry of the same delivery
+    resolver.digest = DIGEST_B  # the tag now points to a new image
+    second = await deliver()
+    assert len(second) == len(first) and not set(second) & set(first)
+    pushes = fake_bus.on(bus.IMAGE_PUSHED_SUBJECT)
+    assert [p.digest for p in pushes] == [DIGEST_A] * len(first) + [DIGEST_B] * len(second)  # type: ignore[attr-defined]
+    assert all(p.event_id.endswith(p.digest) for p in pushes)  # type: ignore[attr-defined]
+
+
+async def test_a_quay_push_whose_digest_cannot_be_resolved_is_told_apart_by_its_receive_time() -> None:
+    fake_bus = FakeBus()
+    body = SAMPLES["quay-push-list"].body()
+    failing = FakeResolver(error=ConnectionError("registry down"))
+    at = [dt.datetime(2024, 5, 14, 9, 0, s, tzinfo=dt.UTC) for s in (1, 1, 40)]
+    stored = [
+        (await ingest_webhook("quay", WebhookRequest(body=body, received_at=when), fake_bus, resolver=failing)).stored
+        for when in at
+    ]
+    assert stored[0] and stored[1] == [] and stored[2] and not set(stored[0]) & set(stored[2])
+    assert all(not p.digest for p in fake_bus.on(bus.IMAGE_PUSHED_SUBJECT))  # type: ignore[attr-defined]
+    # Without registry access nothing tells a re-push from a retry: the id stays the document's hash.
+    plain = [(await ingest_webhook("quay", WebhookRequest(body=body, received_at=t), FakeBus())).stored for t in at]
+    assert plain[0] == plain[1] == plain[2] and not set(plain[0]) & set(stored[0])
+
+
+async def test_formats_with_their_own_ids_or_digests_are_not_sent_to_the_registry() -> None:
+    resolver = FakeResolver(DIGEST_A)
+    stored = 0
+    for sample in SAMPLES.values():
+        if sample.format == "quay":
+            continue
+        request = WebhookRequest(body=sample.body(), headers=dict(sample.headers), query=dict(sample.query))
+        with contextlib.suppress(PayloadError):
+            stored += len((await ingest_webhook(sample.format, request, FakeBus(), resolver=resolver)).stored)
+    assert stored > 10 and resolver.calls == []
 
 
 # --- ListTags --------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""Follows PipelineChanged notices on core NATS (from every replica) to keep the GetPipeline cache coherent."""
+"""Follows core-NATS notices from every replica: PipelineChanged (GetPipeline cache) and, via
+`NoticeFollower`, the run-log notices of edges/run_logs.py."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -19,23 +21,24 @@ from conveyor.v1 import bus_pb2
 log = logging.getLogger(__name__)
 
 
-class ChangeFollower:
-    """Calls `on_change(pipeline_id)` for every PipelineChanged notice, from any replica.
+class NoticeFollower(abc.ABC):
+    """Hands every message on `subject` to `_handle`; `_restarted` runs when following resumes after a crash.
 
-    `None` means "could be anything": a notice without a usable name, or a restart after the
-    subscription ended (notices sent meanwhile were missed).
+    Core NATS keeps nothing for an absent subscriber, so a restart means notices may have been missed.
     """
 
-    def __init__(self, nc: NATS, on_change: Callable[[str | None], None]) -> None:
+    subject = ""
+    description = "notice"
+
+    def __init__(self, nc: NATS) -> None:
         self.nc = nc
-        self.on_change = on_change
         self._subscription: Subscription | None = None
         self._followed = False
 
     async def subscribe(self) -> None:
-        """Subscribe now (app.py does before serving, so no change made after start is missed)."""
+        """Subscribe now (app.py does before serving, so no notice sent after start is missed)."""
         if self._subscription is None:
-            self._subscription = await self.nc.subscribe(PIPELINE_CHANGED_SUBJECT)
+            self._subscription = await self.nc.subscribe(self.subject)
 
     async def follow(self, stop: asyncio.Event) -> None:
         """Handle notices until `stop` is set; raises ConnectionError if the subscription ends before.
@@ -46,7 +49,7 @@ class ChangeFollower:
         subscription = self._subscription
         assert subscription is not None
         if self._followed:
-            self.on_change(None)  # a restart: notices may have been missed
+            self._restarted()
         self._followed = True
         stopper = asyncio.ensure_future(stop.wait())
         try:
@@ -60,13 +63,37 @@ class ChangeFollower:
                 try:
                     msg = receiver.result()
                 except StopAsyncIteration:
-                    raise ConnectionError("the PipelineChanged subscription ended") from None
+                    raise ConnectionError(f"the {self.description} subscription ended") from None
                 self._handle(msg)
         finally:
             stopper.cancel()
             self._subscription = None
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+    @abc.abstractmethod
+    def _handle(self, msg: Msg) -> None: ...
+
+    @abc.abstractmethod
+    def _restarted(self) -> None: ...
+
+
+class ChangeFollower(NoticeFollower):
+    """Calls `on_change(pipeline_id)` for every PipelineChanged notice, from any replica.
+
+    `None` means "could be anything": a notice without a usable name, or a restart after the
+    subscription ended (notices sent meanwhile were missed).
+    """
+
+    subject = PIPELINE_CHANGED_SUBJECT
+    description = "PipelineChanged"
+
+    def __init__(self, nc: NATS, on_change: Callable[[str | None], None]) -> None:
+        super().__init__(nc)
+        self.on_change = on_change
+
+    def _restarted(self) -> None:
+        self.on_change(None)
 
     def _handle(self, msg: Msg) -> None:
         try:

@@ -67,7 +67,11 @@ class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
         self, request: pipeline_service_pb2.StartPipelineRequest, context: grpc.aio.ServicerContext
     ) -> run_pb2.Run:
         return await self.runs.start(
-            request.name, tag=request.tag, digest=request.digest, request_id=request.request_id
+            request.name,
+            tag=request.tag,
+            digest=request.digest,
+            request_id=request.request_id,
+            allow_unverified=request.allow_unverified,
         )
 
 

@@ -1,4 +1,5 @@
-"""In-process "this run changed" signals, from the RunEvent use case to TailRunLogs followers."""
+"""In-process "this run changed" signals to TailRunLogs followers: from the RunEvent use case, and from
+the run-log notices of other replicas (edges/run_logs.py)."""
 
 from __future__ import annotations
 
@@ -50,8 +51,12 @@ class RunNotifier:
         for watch in self._watches.get(run_name, ()):
             watch.event.set()
 
-    def close(self) -> None:
-        self.closed = True
+    def notify_all(self) -> None:
+        """Every run may have changed (e.g. notices from other replicas may have been missed)."""
         for watches in self._watches.values():
             for watch in watches:
                 watch.event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.notify_all()

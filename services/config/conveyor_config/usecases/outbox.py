@@ -4,7 +4,12 @@ StartPipeline writes the QUEUED run and its DeployRequested row in one transacti
 wakes the relay, which publishes at once; rows that fail (NATS down, timeout) are retried
 with backoff until JetStream stores them. The backoff is stored with the row (its next attempt
 time), so it survives restarts and holds across replicas. The message id is the run name, so a
-publish repeated after an ambiguous failure (or by two replicas) is stored once.
+publish repeated after an ambiguous failure is stored once.
+
+Replicas share the rows without publishing one twice: a relay claims a batch (the store moves the rows'
+next attempt `lease` ahead, in a transaction that skips rows another relay is claiming), publishes
+it, then deletes what was published and hands back what it did not get to. A relay that dies holding a
+claim leaves its rows to be taken by another once the lease runs out.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # Rows whose trace is remembered until they are published.
 MAX_TRACES = 10_000
+# How long a claimed batch is its relay's: well above a batch's publishes (3 s timeout, and the relay stops
+# at the first failure), so it only runs out when the relay died; then another replica publishes the rows.
+LEASE = 30.0
 
 
 def retry_policy(max_backoff: float = 30.0) -> RetryPolicy:
@@ -42,6 +50,7 @@ class OutboxRelay:
         interval: float = 1.0,
         batch: int = 100,
         max_backoff: float = 30.0,
+        lease: float = LEASE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -49,6 +58,7 @@ class OutboxRelay:
         self.interval = interval
         self.batch = batch
         self.retry_policy = retry_policy(max_backoff)
+        self.lease = lease
         self.clock = clock
         self._wake = asyncio.Event()
         # msg id -> the trace of the request that wrote the row, so its publish continues that trace.
@@ -85,12 +95,13 @@ class OutboxRelay:
         published = 0
         while self.publisher.ready():
             now = self.clock()
-            due = await self.store.due_outbox(int(now * 1_000_000), self.batch)
+            now_us = int(now * 1_000_000)
+            due = await self.store.claim_outbox(now_us, self.batch, now_us + int(self.lease * 1_000_000))
             if not due:
                 break
             delivered: list[int] = []
             failed = False
-            for message in due:
+            for index, message in enumerate(due):
                 try:
                     with tracing.attached(self._traces.get(message.msg_id)):
                         await self.publisher.publish(message.subject, message.payload, message.msg_id)
@@ -104,7 +115,9 @@ class OutboxRelay:
                         extra={"msg_id": message.msg_id, "attempts": message.attempts + 1, "error": str(exc)},
                     )
                     await self.store.outbox_failed(message.id, str(exc) or type(exc).__name__, int(retry_at * 1e6))
-                    break  # the bus is likely down: the rest waits for the next round
+                    # The bus is likely down: the rest is due again for the next round, by any replica.
+                    await self.store.outbox_release([m.id for m in due[index + 1 :]], now_us)
+                    break
                 delivered.append(message.id)
                 self._traces.pop(message.msg_id, None)
             await self.store.outbox_delivered(delivered)

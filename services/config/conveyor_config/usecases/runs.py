@@ -25,9 +25,18 @@ from conveyor_config.domain.queries import parse_run_filter
 from conveyor_config.domain.runs import is_terminal
 from conveyor_config.usecases.common import collect, require, timestamp
 from conveyor_config.usecases.notifier import RunNotifier
-from conveyor_config.usecases.ports import ImageResolver, LogPosition, NewOutboxMessage, RequestRecord, RunRepository
+from conveyor_config.usecases.ports import (
+    ImageResolver,
+    LogPosition,
+    NewOutboxMessage,
+    RequestRecord,
+    RunLogNotices,
+    RunRepository,
+)
 
 log = logging.getLogger(__name__)
+# Who used a privilege that skips a check; the principal joins these lines with issue 11's identities.
+audit_log = logging.getLogger("conveyor.audit")
 
 START_SCOPE = "StartPipeline"
 _LOG_PAGE = 500
@@ -44,11 +53,16 @@ class RunUseCases:
     # Called with the outbox row's msg id once its transaction committed (the relay publishes it now).
     wake_outbox: Callable[[str], None] = lambda _msg_id: None
     resolver: ImageResolver | None = None
+    # Tells followers in other replicas about entries stored here; None: one replica only.
+    log_notices: RunLogNotices | None = None
     clock: Callable[[], float] = time.time
-    tail_poll_interval: float = 2.0
+    # The fallback: followers wake on notices, and re-read this often in case one was lost.
+    tail_poll_interval: float = 5.0
     resolve_timeout: float = 10.0
 
-    async def start(self, name: str, *, tag: str, digest: str = "", request_id: str = "") -> Run:
+    async def start(
+        self, name: str, *, tag: str, digest: str = "", request_id: str = "", allow_unverified: bool = False
+    ) -> Run:
         violations = collect(lambda: parse_pipeline_name(name))
         if not tag:
             violations.append(FieldViolation("tag", "required: the tag to deploy"))
@@ -73,7 +87,7 @@ class RunUseCases:
                     raise NotFound(f"pipeline {name} not found", metadata={"name": name})
                 if pipeline.disabled:
                     raise self._disabled(name)
-                run, entries, message = await self._plan(pipeline, tag, digest, request_id)
+                run, entries, message = await self._plan(pipeline, tag, digest, request_id, allow_unverified)
                 request = (
                     RequestRecord(START_SCOPE, request_id, run.SerializeToString(), run.create_time.ToMicroseconds())
                     if request_id
@@ -85,6 +99,11 @@ class RunUseCases:
                 if outcome is StartOutcome.STARTED:
                     with logs.bind(run=run.name.rsplit("/", 1)[-1]):
                         log.info("run queued", extra={"image": run.image, "trigger": "MANUAL"})
+                        if allow_unverified:
+                            audit_log.warning(
+                                "audit: manual start allowing an unverified tag",
+                                extra={"audit": True, **self._audit_fields(pipeline_id, tag, request_id)},
+                            )
                     self.wake_outbox(message.msg_id)
                     return run
                 if outcome is StartOutcome.REPLAYED and earlier is not None:
@@ -97,6 +116,16 @@ class RunUseCases:
             raise Aborted(f"pipeline {name} keeps changing while starting it; retry", metadata={"name": name})
 
     @staticmethod
+    def _audit_fields(pipeline_id: str, tag: str, request_id: str) -> dict[str, str]:
+        return {
+            "method": START_SCOPE,
+            "pipeline": pipeline_id,
+            "tag": tag,
+            "allow_unverified": "true",
+            "request_id": request_id,
+        }
+
+    @staticmethod
     def _disabled(name: str) -> FailedPrecondition:
         return FailedPrecondition(
             f"pipeline {name} is disabled; enable it (UpdatePipeline with disabled=false) before starting it",
@@ -105,12 +134,12 @@ class RunUseCases:
         )
 
     async def _plan(
-        self, pipeline: Pipeline, tag: str, digest: str, request_id: str
+        self, pipeline: Pipeline, tag: str, digest: str, request_id: str, allow_unverified: bool
     ) -> tuple[Run, list[RunLogEntry], NewOutboxMessage]:
         source = pipeline.source
         now_seconds = self.clock()
         now = timestamp(now_seconds)
-        digest, notes = await self._resolve(source, tag, digest, now)
+        digest, notes = await self._resolve(source, tag, digest, now, allow_unverified)
         image = refs.image_ref(source.registry, source.repository, tag, digest, pin_digest=pipeline.options.pin_digest)
         pipeline_id = pipeline.name.removeprefix("pipelines/")
         run_id = (
@@ -136,6 +165,16 @@ class RunUseCases:
             ),
             *notes,
         ]
+        if allow_unverified:
+            fields = self._audit_fields(pipeline_id, tag, request_id)
+            entries.append(
+                RunLogEntry(
+                    time=now,
+                    level=RunLogEntry.INFO,
+                    step="audit",
+                    message=" ".join(f"{key}={value}" for key, value in fields.items()),
+                )
+            )
         if not tagfilter.matches(source.tag_filter, tag):
             entries.append(
                 RunLogEntry(
@@ -160,9 +199,13 @@ class RunUseCases:
         return run, entries, message
 
     async def _resolve(
-        self, source: pipeline_pb2.Source, tag: str, digest: str, now: timestamp_pb2.Timestamp
+        self, source: pipeline_pb2.Source, tag: str, digest: str, now: timestamp_pb2.Timestamp, allow_unverified: bool
     ) -> tuple[str, list[RunLogEntry]]:
-        """Check the tag exists and find its digest; a registry we cannot reach does not block a start."""
+        """Check the tag exists and find its digest.
+
+        A tag the registry cannot vouch for (unreachable, unauthorized, ...) is refused unless the
+        caller said `allow_unverified`: a typo must not go straight to a cluster.
+        """
         if self.resolver is None:
             return digest, []
         reference = f"{source.registry}/{source.repository}:{tag}"
@@ -178,12 +221,21 @@ class RunUseCases:
                     metadata={"image": reference},
                 ) from None
             detail = getattr(exc, "message", "") or str(exc) or type(exc).__name__
-            log.warning("could not resolve digest; deploying by tag", extra={"image": reference, "error": detail})
+            cause = f"{kind}: {detail}"
+            if not allow_unverified:
+                raise FailedPrecondition(
+                    f"tag {tag} of {source.registry}/{source.repository} could not be verified ({cause}); "
+                    "fix the registry access, or start with allow_unverified to deploy it by tag unchecked",
+                    reason="TAG_UNVERIFIED",
+                    metadata={"registry": source.registry, "repository": source.repository, "tag": tag, "cause": cause},
+                ) from None
+            log.warning("could not verify tag; deploying by tag", extra={"image": reference, "error": cause})
             note = RunLogEntry(
                 time=now,
                 level=RunLogEntry.WARNING,
                 step="resolve-digest",
-                message=f"could not resolve the digest of {reference} ({kind}: {detail}); deploying by tag",
+                message=f"tag {tag} was not verified: could not resolve the digest of {reference} ({cause}); "
+                "deploying by tag because the start allowed an unverified tag",
             )
             return digest, [note]
         if digest and resolved != digest:
@@ -272,8 +324,16 @@ class RunUseCases:
                 sent = progress.log_count
                 if not follow or is_terminal(progress.state):
                     return
-                # Woken by this replica's consumer; the timeout covers events stored by other replicas.
+                # Woken by this replica's consumer or another's notice; the timeout covers a lost notice.
                 await changes.wait(self.tail_poll_interval)
+
+    async def _announce(self, run_name: str) -> None:
+        if self.log_notices is None:
+            return
+        try:
+            await self.log_notices.run_logged(run_name)
+        except Exception as exc:  # the entries are stored; followers elsewhere catch up at their next poll
+            log.warning("run-log notice not sent", extra={"error": str(exc) or type(exc).__name__})
 
     async def record_event(self, event: bus_pb2.RunEvent, event_id: str) -> EventOutcome:
         """Persist a RunEvent from the bus, known by `event_id` (its own, or its message id).
@@ -290,6 +350,7 @@ class RunUseCases:
             span.set_attribute("conveyor.outcome", outcome.value)
             if outcome is EventOutcome.STORED:
                 self.notifier.notify(str(run_name))
+                await self._announce(str(run_name))
                 log.debug("run event stored", extra={"state": event.state, "event_id": event_id})
             elif outcome is EventOutcome.NO_PIPELINE:
                 log.warning("run event for a pipeline that does not exist; dropped", extra={"event_id": event_id})

@@ -41,7 +41,7 @@ from conveyor_deployer.domain.workloads import (
     resource_version,
     selector_string,
 )
-from conveyor_deployer.usecases.ports import KubeObject, RunEventSink, WorkloadApi
+from conveyor_deployer.usecases.ports import AppliedOrders, Fence, KubeObject, RunEventSink, WorkloadApi
 from conveyor_deployer.usecases.requests import DeployRequest, OrderKey
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ class DeployRunner:
         conflict_retries: int = 5,
         poll_interval: float = 2.0,
         history: AppliedHistory | None = None,
+        shared: AppliedOrders | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -192,24 +193,29 @@ class DeployRunner:
         self.conflict_retries = conflict_retries
         self.poll_interval = poll_interval
         self.history = history or AppliedHistory()
+        self.shared = shared
         self.clock = clock
         self.sleep = sleep
         self.monotonic = monotonic
 
     # ---- entry points -------------------------------------------------------------------------
 
-    async def run(self, request: DeployRequest, attempt: int) -> RunResult:
-        """Deploy, publish the terminal event (awaited until stored) and return the result."""
+    async def run(self, request: DeployRequest, attempt: int, fence: Fence | None = None) -> RunResult:
+        """Deploy, publish the terminal event (awaited until stored) and return the result.
+
+        `fence` (the workload lease's check) is awaited right before every PATCH; what it raises
+        (`LeaseLost`) ends the run without a result, so that the request is handed back.
+        """
         attributes = {**tracing.run_attributes(request.run), "conveyor.image": request.image}
         attributes |= {"conveyor.attempt": attempt, "conveyor.target": str(request.target)}
         with tracing.span("deploy", attributes=attributes) as span:
-            result = await self._run(request, attempt)
+            result = await self._run(request, attempt, fence)
             span.set_attribute("conveyor.state", run_pb2.Run.State.Name(result.state))
             if result.state == State.FAILED:
                 tracing.fail(span, result.error or result.message)
             return result
 
-    async def _run(self, request: DeployRequest, attempt: int) -> RunResult:
+    async def _run(self, request: DeployRequest, attempt: int, fence: Fence | None) -> RunResult:
         started = self.monotonic()
         run_log = RunLog(self.sink, request, attempt, self.clock)
         await run_log.running(
@@ -217,7 +223,7 @@ class DeployRunner:
             f"{request.container!r} of {request.target}"
         )
         try:
-            result = await self._deploy(request, run_log)
+            result = await self._deploy(request, run_log, fence)
         except RunFailed as failure:
             result = RunResult(State.FAILED, f"failed: {failure.message}", failure.message, failure.previous_image)
         stored = await run_log.finish(result)
@@ -265,7 +271,7 @@ class DeployRunner:
 
     # ---- steps --------------------------------------------------------------------------------
 
-    async def _deploy(self, request: DeployRequest, run_log: RunLog) -> RunResult:
+    async def _deploy(self, request: DeployRequest, run_log: RunLog, fence: Fence | None) -> RunResult:
         ref = request.target
         if ref.cluster not in self.clusters:
             known = ", ".join(sorted(self.clusters)) or "none"
@@ -274,7 +280,7 @@ class DeployRunner:
                 "to CONVEYOR_CLUSTERS_FILE or fix the pipeline's target"
             )
         await run_log.entry("resolve-target", f"resolving {ref}, container {request.container!r}")
-        applied = await self._apply(request, run_log)
+        applied = await self._apply(request, run_log, fence)
         if applied.superseded_by is not None:
             return RunResult(State.SUPERSEDED, applied.superseded_by)
         previous = applied.previous_image
@@ -286,7 +292,7 @@ class DeployRunner:
         if error is None:
             return RunResult(State.SUCCEEDED, f"succeeded: {request.image} is rolled out", previous_image=previous)
         if request.rollback_on_failure:
-            error += await self._rollback(request, run_log, previous)
+            error += await self._rollback(request, run_log, previous, fence)
         return RunResult(State.FAILED, f"failed: {error}", error, previous)
 
     async def _log_retry(self, run_log: RunLog, exc: KubeApiError, attempt: int, delay: float) -> None:
@@ -334,14 +340,30 @@ class DeployRunner:
             raise RunFailed(exc.describe()) from None
         return workload
 
-    def _newer_than(self, request: DeployRequest, record: DeployRecord | None) -> str | None:
+    @staticmethod
+    def _slot_name(request: DeployRequest) -> str:
+        return "/".join([*request.target.key, request.container])
+
+    async def _note(self, request: DeployRequest) -> None:
+        self.history.note(request)
+        if self.shared is not None:
+            try:
+                await self.shared.note(self._slot_name(request), (request.order, request.run, request.image))
+            except Exception as exc:  # other replicas then know only the workload's deploy record
+                log.warning("could not share the applied request", extra={"run": request.run, "error": str(exc)})
+
+    async def _newer_than(self, request: DeployRequest, record: DeployRecord | None) -> str | None:
         """A description of an applied request newer than this one for the same container, if any."""
         candidates: list[tuple[OrderKey, str, str]] = []
         if record is not None and record.run != request.run:
             candidates.append(((record.requested_at, record.run.rsplit("/", 1)[-1]), record.run, record.image))
-        remembered = self.history.latest(request)
-        if remembered is not None and remembered[1] != request.run:
-            candidates.append(remembered)
+        remembered = [self.history.latest(request)]
+        if self.shared is not None:
+            try:
+                remembered.append(await self.shared.latest(self._slot_name(request)))
+            except Exception as exc:
+                log.warning("could not read the shared applied request", extra={"error": str(exc)})
+        candidates += [entry for entry in remembered if entry is not None and entry[1] != request.run]
         newer = [c for c in candidates if c[0] > request.order]
         if not newer:
             return None
@@ -352,7 +374,7 @@ class DeployRunner:
             f"{request.image}"
         )
 
-    async def _apply(self, request: DeployRequest, run_log: RunLog) -> Applied:
+    async def _apply(self, request: DeployRequest, run_log: RunLog, fence: Fence | None) -> Applied:
         ref = request.target
         for attempt in range(self.conflict_retries + 1):
             workload = await self._read(request, run_log)
@@ -375,12 +397,12 @@ class DeployRunner:
                     f"{record.image}; not deploying {request.image} again",
                     previous_image=record.image,
                 )
-            superseded = self._newer_than(request, record)
+            superseded = await self._newer_than(request, record)
             if superseded is not None:
                 await run_log.entry("resolve-target", superseded, Level.WARNING)
                 return Applied(workload, "", superseded_by=superseded)
             if slot.image == request.image:
-                self.history.note(request)
+                await self._note(request)
                 if own_record and record is not None:
                     await run_log.entry(
                         "patch",
@@ -393,11 +415,11 @@ class DeployRunner:
                 )
                 return Applied(workload, "")
             patched = await self._patch(
-                request, run_log, workload, slot, image=request.image, attempt=attempt, rollback=False
+                request, run_log, workload, slot, image=request.image, attempt=attempt, rollback=False, fence=fence
             )
             if patched is None:
                 continue  # conflict: re-read and recompute
-            self.history.note(request)
+            await self._note(request)
             return Applied(patched, slot.image)
         raise RunFailed(
             f"{ref} kept changing while the deployer tried to update it ({self.conflict_retries + 1} conflicting "
@@ -414,6 +436,7 @@ class DeployRunner:
         image: str,
         attempt: int,
         rollback: bool,
+        fence: Fence | None,
     ) -> KubeObject | None:
         """Send one pinned JSON Patch; None when it conflicted (and may be retried)."""
         ref = request.target
@@ -430,9 +453,15 @@ class DeployRunner:
             set_annotations={CHANGE_CAUSE_ANNOTATION: cause, record_annotation(slot.name): record.to_json()},
         )
         step = "rollback" if rollback else "patch"
+
+        async def send() -> KubeObject:
+            if fence is not None:
+                await fence()  # every attempt: a replica that lost the workload's lease must not write
+            return await self.api.patch_workload(ref, ops)
+
         try:
             with tracing.span(step, attributes={**tracing.run_attributes(request.run), "conveyor.image": image}):
-                patched: KubeObject = await self._call(run_log, lambda: self.api.patch_workload(ref, ops))
+                patched: KubeObject = await self._call(run_log, send)
         except KubeApiError as exc:
             if exc.kind is ErrorKind.CONFLICT:
                 next_step = "re-reading and trying again" if attempt < self.conflict_retries else "giving up"
@@ -517,7 +546,7 @@ class DeployRunner:
             raise RunFailed(exc.describe()) from None
         return pod_rules.new_pods(pods, selector, request.container, request.image), True
 
-    async def _rollback(self, request: DeployRequest, run_log: RunLog, previous: str) -> str:
+    async def _rollback(self, request: DeployRequest, run_log: RunLog, previous: str, fence: Fence | None) -> str:
         """Restore the previous image; returns what to append to the run's error."""
         if not previous:
             await run_log.entry(
@@ -539,7 +568,7 @@ class DeployRunner:
                     )
                     return f"; not rolled back ({slot.description} was changed to {slot.image} meanwhile)"
                 patched = await self._patch(
-                    request, run_log, workload, slot, image=previous, attempt=attempt, rollback=True
+                    request, run_log, workload, slot, image=previous, attempt=attempt, rollback=True, fence=fence
                 )
                 if patched is not None:
                     await run_log.entry("rollback", f"rolled back {slot.description} to {previous}")

@@ -16,6 +16,12 @@
   queued requests back (nak) at once and gives running ones `timeout` seconds to finish;
   `hand_back()` cancels those still running and hands them back too. Their redelivery (to another
   replica, or after the restart) resumes idempotently. `shutdown(grace)` is both in a row.
+- Across replicas (`leases` given): a run starts only once its replica holds the workload's lease,
+  renewed while it runs and released after. Requests for a workload leased by another replica stay
+  held here (in-progress acks, never worked on) and the lease is tried again every `lease_retry`
+  seconds -- held, not nak'ed, so a long rollout elsewhere does not use up their deliveries. The run
+  gets `lease.renew` as its fence, called right before every PATCH; a lost lease (renewal or fence
+  failed) stops the run and hands its request back.
 """
 
 from __future__ import annotations
@@ -30,14 +36,14 @@ from conveyor import logs, tracing
 from conveyor.v1 import run_pb2
 from conveyor_deployer import metrics
 from conveyor_deployer.usecases.deploy import RunResult
-from conveyor_deployer.usecases.ports import Delivery
+from conveyor_deployer.usecases.ports import Delivery, Fence, Lease, LeaseLost, Leases
 from conveyor_deployer.usecases.requests import DeployRequest
 
 log = logging.getLogger(__name__)
 
 
 class Executor(Protocol):
-    async def run(self, request: DeployRequest, attempt: int) -> RunResult: ...
+    async def run(self, request: DeployRequest, attempt: int, fence: Fence | None = None) -> RunResult: ...
 
     async def supersede(self, request: DeployRequest, attempt: int, newer: DeployRequest) -> RunResult: ...
 
@@ -59,6 +65,7 @@ class Lane:
     running: Job | None = None
     task: asyncio.Task[RunResult] | None = None
     worker: asyncio.Task[None] | None = None
+    lease_lost: bool = False
 
 
 class Dispatcher:
@@ -69,8 +76,14 @@ class Dispatcher:
         max_concurrent: int,
         heartbeat_interval: float,
         retry_delay: float = 2.0,
+        leases: Leases | None = None,
+        holder: str = "",
+        lease_retry: float = 1.0,
     ) -> None:
         self.executor = executor
+        self.leases = leases
+        self.holder = holder
+        self.lease_retry = lease_retry
         self.heartbeat_interval = heartbeat_interval
         self.retry_delay = retry_delay
         self._semaphore = asyncio.Semaphore(max_concurrent)
@@ -155,14 +168,19 @@ class Dispatcher:
                 async with self._semaphore:
                     if not lane.pending or self._closing:
                         return
-                    job = lane.pending.pop(0)
-                    lane.running = job
-                    try:
-                        await self._run(lane, job)
-                    finally:
-                        lane.running = None
-                        lane.task = None
-                        self._release(job)
+                    lease = await self._acquire(key, lane.pending[0])
+                    if lease is not None or self.leases is None:
+                        job = lane.pending.pop(0)
+                        lane.running = job
+                        try:
+                            await self._run_leased(lane, job, lease)
+                        finally:
+                            lane.running = None
+                            lane.task = None
+                            self._release(job)
+                        continue
+                # Another replica holds this workload: keep the requests (heartbeats go on) and try again.
+                await asyncio.sleep(self.lease_retry)
         finally:
             lane.worker = None
             if self._lanes.get(key) is lane and not lane.pending:
@@ -170,16 +188,60 @@ class Dispatcher:
             elif lane.pending and not self._closing:
                 lane.worker = asyncio.get_running_loop().create_task(self._work(key, lane))
 
-    async def _run(self, lane: Lane, job: Job) -> None:
+    async def _acquire(self, key: tuple[str, str, str, str], job: Job) -> Lease | None:
+        if self.leases is None:
+            return None
+        try:
+            return await self.leases.acquire("/".join(key), f"{self.holder} {job.request.run}")
+        except Exception as exc:  # NATS away: no lease, so no run; the requests wait here
+            log.warning("could not take a workload lease", extra={"run": job.request.run, "error": str(exc)})
+            return None
+
+    async def _run_leased(self, lane: Lane, job: Job, lease: Lease | None) -> None:
+        if lease is None:
+            await self._run(lane, job, None)
+            return
+        lane.lease_lost = False
+        renewing = asyncio.get_running_loop().create_task(self._renew(lane, lease))
+        try:
+            await self._run(lane, job, lease)
+        finally:
+            renewing.cancel()
+            await lease.release()
+
+    async def _renew(self, lane: Lane, lease: Lease) -> None:
+        assert self.leases is not None
+        while True:
+            await asyncio.sleep(self.leases.renew_interval)
+            try:
+                await lease.renew()
+            except LeaseLost:
+                lane.lease_lost = True
+                if lane.task is not None:
+                    lane.task.cancel()
+                return
+            except Exception as exc:  # NATS away: try again; if it stays away the lease lapses and the fence holds
+                log.warning("could not renew a workload lease", extra={"error": str(exc)})
+
+    async def _run(self, lane: Lane, job: Job, lease: Lease | None) -> None:
         request = job.request
         with logs.bind(pipeline=request.pipeline_id, run=request.run):
+            run = (
+                self.executor.run(request, job.delivery.attempt)
+                if lease is None
+                else self.executor.run(request, job.delivery.attempt, fence=lease.renew)
+            )
             with tracing.attached(job.trace):  # the task starts in (a copy of) the job's context
-                lane.task = asyncio.get_running_loop().create_task(self.executor.run(request, job.delivery.attempt))
+                lane.task = asyncio.get_running_loop().create_task(run)
             metrics.RUNS_ACTIVE.inc()
             metrics.IN_FLIGHT.running(request.run, request.rollout_timeout)
             try:
                 result = await asyncio.shield(lane.task)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, LeaseLost) as exc:
+                if isinstance(exc, LeaseLost) or (lane.lease_lost and lane.task.cancelled()):
+                    log.warning("the workload's lease was lost; handing the run back, it did not patch since")
+                    await _settle(job.delivery.nak(self.retry_delay), request)
+                    return
                 if lane.task.cancelled() or self._closing:
                     log.info("run interrupted by shutdown; handing it back for redelivery")
                     await _settle(job.delivery.nak(0), request)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from conveyor.v1 import bus_pb2
@@ -55,3 +57,53 @@ class Delivery(Protocol):
     async def ack(self) -> None: ...
 
     async def nak(self, delay: float = 0.0) -> None: ...
+
+
+class LeaseLost(Exception):
+    """The workload's lease is no longer this replica's (expired, or taken over): it must not write to it."""
+
+
+# Called right before every write to a workload: raises `LeaseLost` when this replica may no longer write.
+Fence = Callable[[], Awaitable[None]]
+
+
+class Lease(Protocol):
+    """One replica's hold on one workload, at one revision of its lease entry."""
+
+    @property
+    def revision(self) -> int: ...
+
+    async def renew(self) -> None:
+        """Extend it, only if it is still ours at `revision` (which it then advances); raises `LeaseLost`."""
+        ...
+
+    async def release(self) -> None: ...
+
+
+class Leases(Protocol):
+    """Per-workload leases shared by every deployer replica (a JetStream KV bucket in production)."""
+
+    @property
+    def renew_interval(self) -> float: ...
+
+    async def acquire(self, workload: str, holder: str) -> Lease | None:
+        """The lease of `workload` (cluster/namespace/kind/name) if no one holds it; None when someone does."""
+        ...
+
+
+# (requested_at, run id), run name, image: the newest request applied (or found applied) to one container.
+AppliedEntry = tuple[tuple[dt.datetime, str], str, str]
+
+
+class AppliedOrders(Protocol):
+    """The newest request applied per container, shared by every replica (a JetStream KV bucket).
+
+    Covers what the workload's deploy record cannot: an "already up to date" run does not patch,
+    so it leaves no record, yet an older request handled by another replica must not overwrite it.
+    """
+
+    async def latest(self, slot: str) -> AppliedEntry | None: ...
+
+    async def note(self, slot: str, entry: AppliedEntry) -> None:
+        """Store `entry` unless a newer one is stored already."""
+        ...

@@ -73,8 +73,8 @@ class KvPushRegistry:
         self.kv = kv
 
     @classmethod
-    async def open(cls, js: JetStreamContext, *, ttl: float) -> KvPushRegistry:
-        return cls(await bus.ensure_pushes_bucket(js, ttl))  # type: ignore[arg-type]
+    async def open(cls, js: JetStreamContext, *, ttl: float, replicas: int = 1) -> KvPushRegistry:
+        return cls(await bus.ensure_pushes_bucket(js, ttl, replicas=replicas))
 
     async def claim(self, push_key: str, event_id: str, time_ms: int) -> PushRecord:
         key = ids.kv_key(push_key)

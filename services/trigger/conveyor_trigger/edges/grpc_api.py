@@ -36,7 +36,7 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
     async def ListEvents(  # noqa: N802 (gRPC method name)
         self, request: event_service_pb2.ListEventsRequest, context: grpc.aio.ServicerContext
     ) -> event_service_pb2.ListEventsResponse:
-        return self.events_log.list(request)
+        return await self.events_log.list(request)
 
     async def ListTags(  # noqa: N802
         self, request: event_service_pb2.ListTagsRequest, context: grpc.aio.ServicerContext

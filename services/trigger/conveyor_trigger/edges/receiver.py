@@ -31,7 +31,7 @@ from conveyor_trigger import metrics
 from conveyor_trigger.domain.formats import FORMATS, PayloadError, UnknownFormat, WebhookRequest
 from conveyor_trigger.domain.webhook_auth import Authenticator, Unauthorized
 from conveyor_trigger.usecases.ingest import ingest_webhook
-from conveyor_trigger.usecases.ports import EventPublisher
+from conveyor_trigger.usecases.ports import DigestResolver, EventPublisher
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,13 @@ class WebhookReceiver:
         publisher: EventPublisher,
         max_body: int,
         bus_connected: Callable[[], bool],
+        resolver: DigestResolver | None = None,
+        digest_timeout: float = 10.0,
     ) -> None:
         self.authenticator = authenticator
         self.publisher = publisher
+        self.resolver = resolver
+        self.digest_timeout = digest_timeout
         self.max_body = max_body
         self.bus_connected = bus_connected
         self.serving = True
@@ -155,7 +159,13 @@ class WebhookReceiver:
         )
         try:
             # Parses first (a bad payload is a 400 even while the bus is down), then stores.
-            result = await ingest_webhook(format_name, webhook_request, self.publisher)
+            result = await ingest_webhook(
+                format_name,
+                webhook_request,
+                self.publisher,
+                resolver=self.resolver,
+                digest_timeout=self.digest_timeout,
+            )
         except PayloadError as exc:
             return reject(400, exc.reason, exc.message)
         except Unavailable as exc:

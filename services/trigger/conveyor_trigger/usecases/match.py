@@ -95,7 +95,8 @@ class PushMatcher:
         # One labelled increment per outcome, not per pipeline: a labels() lookup costs ~10 us.
         for outcome, count in outcomes.items():
             metrics.MATCH_DECISIONS.labels(outcome=Outcome.Name(outcome)).inc(count)
-        self.events_log.record(push, result, receive_time=stored_at)
+        # Before the ack: a failure here redelivers the event, and the steps above create nothing new.
+        await self.events_log.record(push, result, receive_time=stored_at)
         matched_count = sum(1 for d in result if d.outcome == MATCHED)
         log.info(
             f"registry event processed: {matched_count} pipeline(s) matched",

@@ -63,17 +63,17 @@ class PipelineSource(Protocol):
 
 
 class EventHistory(Protocol):
-    """The recent registry events and their match decisions (EventService.ListEvents)."""
+    """The recent registry events and their match decisions (EventService.ListEvents), shared by every replica."""
 
-    def record(
+    async def record(
         self,
         push: bus_pb2.ImagePushed,
         decisions: Iterable[event_service_pb2.MatchDecision],
         receive_time: dt.datetime,
     ) -> None:
-        """Remember one handled event; handling the same event id again replaces its entry."""
+        """Remember one handled event durably; handling the same event id again replaces its entry."""
         ...
 
-    def list(self, request: event_service_pb2.ListEventsRequest) -> event_service_pb2.ListEventsResponse:
+    async def list(self, request: event_service_pb2.ListEventsRequest) -> event_service_pb2.ListEventsResponse:
         """Newest first, filtered and paginated as the request asks; InvalidArgument for a bad request."""
         ...

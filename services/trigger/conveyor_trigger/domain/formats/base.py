@@ -54,10 +54,14 @@ class ParseResult:
     pushes: list[bus_pb2.ImagePushed] = field(default_factory=list)
     # One human-readable line per event that was deliberately not turned into a push.
     ignored: list[str] = field(default_factory=list)
+    # The event ids are the document's hash and the document names neither the image nor the time (Quay):
+    # a re-push of a tag sends the same document, so a push without a digest needs one in its id.
+    ids_need_digest: bool = False
 
     def extend(self, other: ParseResult) -> None:
         self.pushes.extend(other.pushes)
         self.ignored.extend(other.ignored)
+        self.ids_need_digest = self.ids_need_digest or other.ids_need_digest
 
 
 Parser = Callable[[Any, WebhookRequest], ParseResult]

@@ -5,7 +5,8 @@
 tag names; older releases sent a map of tag -> image id (not a manifest digest, so it is
 only kept when it is a `sha256:` digest). Build and vulnerability notifications carry
 no `updated_tags` and are ignored. The host comes from `docker_url`; there is no
-delivery id, so the document's hash identifies a retry.
+delivery id, so the document's hash identifies a retry — and, as the document is the same
+for every push of a tag, the ingest use case adds the resolved digest to the id.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def parse(payload: Any, request: WebhookRequest) -> ParseResult:
     host, path = refs.split_host(docker_url)
     repository = repository or path
     native = canonical_hash(body)
-    result = ParseResult()
+    result = ParseResult(ids_need_digest=True)
     named = [(tag, value) for tag, value in tags if tag]
     if not named:
         result.ignored.append(f"push {repository or '?'}: no updated tags")
