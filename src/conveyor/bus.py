@@ -19,6 +19,7 @@ within the stream's duplicate window.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import inspect
 import logging
@@ -37,6 +38,9 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
+from opentelemetry import trace as otel_trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
 
 from conveyor import dead_letters, metrics, retry, tracing
 
@@ -270,8 +274,12 @@ async def pull_loop(
     *,
     nak_delay: float = 1.0,
     on_outcome: Callable[[Outcome], None] | None = None,
+    handle_batch: Callable[[list[Msg]], Awaitable[Sequence[Outcome | Exception]]] | None = None,
 ) -> None:
     """Fetch batches from a durable pull consumer and settle each message by `handle`'s outcome.
+
+    With `handle_batch`, a fetched batch is handled at once: it returns, per message in order, an outcome
+    or the exception `handle` would have raised for it, settled (and dead-lettered) just the same.
 
     Messages of a batch are handled in order; a bad one never stops the loop. A handler exception
     counts as NAK: the message comes back after `redelivery_delay` (growing with each delivery), and
@@ -302,6 +310,9 @@ async def pull_loop(
                     break
                 log.warning("fetch failed, retrying", extra={"durable": spec.durable, "error": str(exc)})
                 await asyncio.sleep(0.5)
+                continue
+            if handle_batch is not None:
+                await _process_batch(messages, spec, handle_batch, dead, nak_delay=nak_delay, on_outcome=on_outcome)
                 continue
             for index, msg in enumerate(messages):
                 if stop.is_set():
@@ -353,11 +364,19 @@ async def _process(
     handle: Callable[[Msg], Awaitable[Outcome]],
     dead: dead_letters.DeadLetters,
     nak_delay: float,
+    *,
+    opened: Span | None = None,
 ) -> Outcome:
-    """Handle one message and settle it; returns how it was settled (TERM: dead-lettered)."""
+    """Handle one message and settle it; returns how it was settled (TERM: dead-lettered).
+
+    `opened`: the message's consumer span, already started (a batch), ended here."""
     delivered = deliveries(msg)
     last = 0 < spec.max_deliver <= delivered
-    with tracing.consuming(msg.subject, msg.headers, spec.durable) as span:
+    with (
+        tracing.consuming(msg.subject, msg.headers, spec.durable)
+        if opened is None
+        else otel_trace.use_span(opened, end_on_exit=True)
+    ) as span:
         reason = error = ""
         try:
             outcome = await handle(msg)
@@ -382,6 +401,49 @@ async def _process(
             return outcome if moved else Outcome.NAK
     await _settle(msg, outcome, redelivery_delay(nak_delay, delivered))
     return outcome
+
+
+_batch_traces: contextvars.ContextVar[dict[int, Context | None]] = contextvars.ContextVar(
+    "conveyor_batch_traces",
+    default={},  # noqa: B039 - never mutated, only replaced
+)
+
+
+def batch_trace(msg: Msg) -> Context | None:
+    """Inside a `handle_batch`: the trace context of `msg`'s consumer span (None when tracing is off)."""
+    return _batch_traces.get().get(id(msg))
+
+
+async def _process_batch(
+    messages: list[Msg],
+    spec: ConsumerSpec,
+    handle_batch: Callable[[list[Msg]], Awaitable[Sequence[Outcome | Exception]]],
+    dead: dead_letters.DeadLetters,
+    *,
+    nak_delay: float,
+    on_outcome: Callable[[Outcome], None] | None,
+) -> None:
+    results: Sequence[Outcome | Exception]
+    # Each message's consumer span is open while the batch is handled, so what the handler does for
+    # one message (e.g. persisting it) is traced as that message's child: see `batch_trace`.
+    spans = [tracing.start_consuming(msg.subject, msg.headers, spec.durable) for msg in messages]
+    token = _batch_traces.set({id(msg): tracing.context_of(span) for msg, span in zip(messages, spans, strict=True)})
+    try:
+        results = await handle_batch(messages)
+    except Exception as exc:  # the handler failed as a whole: every message fails alike
+        results = [exc] * len(messages)
+    finally:
+        _batch_traces.reset(token)
+    for msg, result, span in zip(messages, results, spans, strict=True):
+
+        async def replay(_: Msg, result: Outcome | Exception = result) -> Outcome:
+            if isinstance(result, Exception):
+                raise result
+            return result
+
+        outcome = await _process(msg, spec, replay, dead, nak_delay, opened=span)
+        if on_outcome is not None:
+            on_outcome(outcome)
 
 
 async def track_consumer_lag(

@@ -33,8 +33,10 @@ output:
   Under -o json|yaml an error is one object on stderr:
   {"error": {"code": "INVALID_ARGUMENT", "message": ..., "exitCode": 1, "details": [google.rpc details]}}
 
-tag filters (--tag-filter) match the WHOLE tag: any, exact:TAG, or regex:RE2 where
-  regex:v\\d+(\\.\\d+)* matches v1.3.0 and v2 but not v1.3.0-rc1, and regex:v\\d+ matches only v1, v12, ...
+tag filters (--tag-filter) match the WHOLE tag: any, exact:TAG, regex:RE2 or semver:RANGE where
+  regex:v\\d+(\\.\\d+)* matches v1.3.0 and v2 but not v1.3.0-rc1, and regex:v\\d+ matches only v1, v12, ...;
+  semver:^1.2 matches 1.2.0 and v1.9.3, not 2.0.0 nor 1.3.0-rc.1 (unless --include-prereleases);
+  --exclude PATTERN (glob or regex:RE2, repeatable) names tags that never deploy
 
 exit codes:
   0  success

@@ -129,13 +129,15 @@ def enum_label(enum: Any, value: int) -> str:
 
 # A regex must match the whole tag (RE2 full match), so no anchors are needed.
 TAG_FILTER_HELP = (
-    r"any | exact:TAG | regex:RE2. A regex must match the WHOLE tag: regex:v\d+(\.\d+)* matches v1.3.0 and v2 "
-    r"but not v1.3.0-rc1 or release-v1; regex:v\d+ matches only v1, v12, ..."
+    r"any | exact:TAG | regex:RE2 | semver:RANGE. A regex must match the WHOLE tag: regex:v\d+(\.\d+)* matches "
+    r"v1.3.0 and v2 but not v1.3.0-rc1 or release-v1; regex:v\d+ matches only v1, v12, ... "
+    r"semver:^1.2 matches 1.2.0 and v1.9.3 but not 2.0.0 or the pre-release 1.3.0-rc.1"
 )
+EXCLUDE_HELP = "a tag that never deploys: a glob (*-rc*, latest) or regex:RE2, whole tag; repeatable"
 
 
 def tag_filter(text: str) -> pipeline_pb2.TagFilter:
-    """`any`, `exact:v1.2.3` or `regex:v\\d+(\\.\\d+)*` -> TagFilter."""
+    """`any`, `exact:v1.2.3`, `regex:v\\d+(\\.\\d+)*` or `semver:^1.2` -> TagFilter."""
     kind, sep, value = text.partition(":")
     kind = kind.strip().lower()
     if kind in {"any", "*"} and not value:
@@ -144,14 +146,27 @@ def tag_filter(text: str) -> pipeline_pb2.TagFilter:
         return pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.EXACT, value=value)
     if sep and kind == "regex" and value:
         return pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.REGEX, value=value)
-    raise argparse.ArgumentTypeError(f"invalid tag filter {text!r}: expected any, exact:TAG or regex:RE2")
+    if sep and kind == "semver" and value.strip():
+        return pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.SEMVER, value=value)
+    raise argparse.ArgumentTypeError(f"invalid tag filter {text!r}: expected any, exact:TAG, regex:RE2 or semver:RANGE")
 
 
 def describe_tag_filter(tag_filter_msg: pipeline_pb2.TagFilter) -> str:
+    """The --tag-filter word, then pre-releases and exclusions when set: `semver:^1.2 +prereleases -*-rc* -latest`."""
+    words = [_tag_filter_word(tag_filter_msg)]
+    if tag_filter_msg.include_prereleases:
+        words.append("+prereleases")
+    words.extend(f"-{pattern}" for pattern in tag_filter_msg.exclusions)
+    return " ".join(words)
+
+
+def _tag_filter_word(tag_filter_msg: pipeline_pb2.TagFilter) -> str:
     if tag_filter_msg.type == pipeline_pb2.TagFilter.EXACT:
         return f"exact:{tag_filter_msg.value}"
     if tag_filter_msg.type == pipeline_pb2.TagFilter.REGEX:
         return f"regex:{tag_filter_msg.value}"
+    if tag_filter_msg.type == pipeline_pb2.TagFilter.SEMVER:
+        return f"semver:{tag_filter_msg.value}"
     return "any"
 
 
@@ -231,6 +246,10 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--registry", help="registry host, e.g. registry.example.com:5000")
     source.add_argument("--repository", help="repository path, e.g. team/app")
     source.add_argument("--tag-filter", type=tag_filter, metavar="FILTER", help=TAG_FILTER_HELP)
+    source.add_argument("--exclude", action="append", metavar="PATTERN", help=EXCLUDE_HELP)
+    source.add_argument(
+        "--include-prereleases", action="store_true", default=None, help="semver: pre-releases in the range match"
+    )
     source.add_argument("--origin", type=enum_word("origin", ORIGINS), help=" | ".join(ORIGINS))
     target = parser.add_argument_group("target (where it deploys)")
     target.add_argument(
@@ -261,6 +280,7 @@ def pipeline_from_flags(args: argparse.Namespace) -> tuple[pipeline_pb2.Pipeline
         if args.registry is not None or args.repository is not None:
             raise UsageError("--image cannot be combined with --registry/--repository")
         args.registry, args.repository = args.image
+    _fold_tag_filter_parts(args)
     pipeline = pipeline_pb2.Pipeline()
     paths: list[str] = []
     for flag in PIPELINE_FLAGS:
@@ -270,6 +290,20 @@ def pipeline_from_flags(args: argparse.Namespace) -> tuple[pipeline_pb2.Pipeline
         _set_path(pipeline, flag.path, value)
         paths.append(flag.path)
     return pipeline, paths
+
+
+def _fold_tag_filter_parts(args: argparse.Namespace) -> None:
+    """--exclude and --include-prereleases go into --tag-filter, which the server replaces as a whole."""
+    exclusions = getattr(args, "exclude", None)
+    include_prereleases = getattr(args, "include_prereleases", None)
+    if not exclusions and not include_prereleases:
+        return
+    if args.tag_filter is None:
+        raise UsageError("--exclude and --include-prereleases need --tag-filter (the filter is replaced as a whole)")
+    if exclusions:
+        args.tag_filter.exclusions.extend(exclusions)
+    if include_prereleases:
+        args.tag_filter.include_prereleases = True
 
 
 def _set_path(message: Any, path: str, value: Any) -> None:

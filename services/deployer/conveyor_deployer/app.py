@@ -117,6 +117,7 @@ class DeployerApp:
             JetStreamRunEvents(js),
             [c.name for c in clusters],
             retry=kube_retry,
+            policies={c.name: c.policy for c in clusters},
             conflict_retries=settings.conflict_retries,
             poll_interval=settings.poll_interval,
             shared=await KvAppliedOrders.open(js, replicas=settings.common.bus_replicas),

@@ -154,6 +154,32 @@ def _attach(saved: Context) -> Iterator[None]:
 # --- messaging (the NATS side) -------------------------------------------------------------------
 
 
+def start_consuming(subject: str, headers: Mapping[str, str] | None, consumer: str) -> Span:
+    """Like `consuming`, but not made current and ended by the caller (`trace.use_span(span, end_on_exit=True)`):
+    for a batch handled at once, where each message's span must exist while the whole batch is handled."""
+    tracer = _Active.tracer
+    if tracer is None:
+        return trace.INVALID_SPAN
+    return tracer.start_span(
+        f"process {subject}",
+        context=extract(headers),
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": subject,
+            "messaging.consumer.group.name": consumer,
+        },
+    )
+
+
+def context_of(of: Span) -> Context | None:
+    """A context whose current span is `of` (None when tracing is off), e.g. as the parent of later spans."""
+    if _Active.tracer is None:
+        return None
+    return trace.set_span_in_context(of)
+
+
 def message_attributes(message: Any) -> dict[str, AttributeValue]:
     """The run attributes of a bus message that names one (DeployRequested, RunEvent)."""
     descriptor = getattr(message, "DESCRIPTOR", None)

@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63onveyor/v1/pipeline.proto\x12\x0b\x63onveyor.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x03\n\x08Pipeline\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x64isabled\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12)\n\x06source\x18\x05 \x01(\x0b\x32\x13.conveyor.v1.SourceB\x04\xe2\x41\x01\x02\x12)\n\x06target\x18\x06 \x01(\x0b\x32\x13.conveyor.v1.TargetB\x04\xe2\x41\x01\x02\x12+\n\x07options\x18\x07 \x01(\x0b\x32\x14.conveyor.v1.OptionsB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\n \x01(\t:E\xea\x41\x42\n\x15\x63onveyor.dev/Pipeline\x12\x14pipelines/{pipeline}*\tpipelines2\x08pipeline\"\x9c\x01\n\x06Source\x12\x16\n\x08registry\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrepository\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\ntag_filter\x18\x03 \x01(\x0b\x32\x16.conveyor.v1.TagFilterB\x04\xe2\x41\x01\x01\x12.\n\x06origin\x18\x04 \x01(\x0e\x32\x18.conveyor.v1.ImageOriginB\x04\xe2\x41\x01\x01\"\x82\x01\n\tTagFilter\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.conveyor.v1.TagFilter.Type\x12\r\n\x05value\x18\x02 \x01(\t\";\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x07\n\x03\x41NY\x10\x01\x12\t\n\x05\x45XACT\x10\x02\x12\t\n\x05REGEX\x10\x03\"\xa5\x03\n\x06Target\x12\x34\n\x08platform\x18\x01 \x01(\x0e\x32\x1c.conveyor.v1.Target.PlatformB\x04\xe2\x41\x01\x02\x12\x14\n\x06region\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x63luster\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tnamespace\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12=\n\rworkload_kind\x18\x05 \x01(\x0e\x32 .conveyor.v1.Target.WorkloadKindB\x04\xe2\x41\x01\x02\x12\x16\n\x08workload\x18\x06 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tcontainer\x18\x07 \x01(\tB\x04\xe2\x41\x01\x02\"P\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x07\n\x03TKE\x10\x01\x12\x07\n\x03\x45KS\x10\x02\x12\x08\n\x04\x45\x44GE\x10\x03\x12\x0e\n\nKUBERNETES\x10\x04\"]\n\x0cWorkloadKind\x12\x1d\n\x19WORKLOAD_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nDEPLOYMENT\x10\x01\x12\x0f\n\x0bSTATEFULSET\x10\x02\x12\r\n\tDAEMONSET\x10\x03\"\x9e\x01\n\x07Options\x12\x12\n\npin_digest\x18\x01 \x01(\x08\x12\x1b\n\x0everify_rollout\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x32\n\x0frollout_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13rollback_on_failure\x18\x04 \x01(\x08\x42\x11\n\x0f_verify_rollout*\x7f\n\x0bImageOrigin\x12\x1c\n\x18IMAGE_ORIGIN_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_ORIGIN_ANY\x10\x01\x12\x1f\n\x1bIMAGE_ORIGIN_PLATFORM_BUILD\x10\x02\x12\x1b\n\x17IMAGE_ORIGIN_LOCAL_PUSH\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63onveyor/v1/pipeline.proto\x12\x0b\x63onveyor.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x03\n\x08Pipeline\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08\x64isabled\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12)\n\x06source\x18\x05 \x01(\x0b\x32\x13.conveyor.v1.SourceB\x04\xe2\x41\x01\x02\x12)\n\x06target\x18\x06 \x01(\x0b\x32\x13.conveyor.v1.TargetB\x04\xe2\x41\x01\x02\x12+\n\x07options\x18\x07 \x01(\x0b\x32\x14.conveyor.v1.OptionsB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\n \x01(\t:E\xea\x41\x42\n\x15\x63onveyor.dev/Pipeline\x12\x14pipelines/{pipeline}*\tpipelines2\x08pipeline\"\x9c\x01\n\x06Source\x12\x16\n\x08registry\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrepository\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\ntag_filter\x18\x03 \x01(\x0b\x32\x16.conveyor.v1.TagFilterB\x04\xe2\x41\x01\x01\x12.\n\x06origin\x18\x04 \x01(\x0e\x32\x18.conveyor.v1.ImageOriginB\x04\xe2\x41\x01\x01\"\xcb\x01\n\tTagFilter\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.conveyor.v1.TagFilter.Type\x12\r\n\x05value\x18\x02 \x01(\t\x12\x18\n\nexclusions\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01\x12!\n\x13include_prereleases\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"G\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x07\n\x03\x41NY\x10\x01\x12\t\n\x05\x45XACT\x10\x02\x12\t\n\x05REGEX\x10\x03\x12\n\n\x06SEMVER\x10\x04\"\xa5\x03\n\x06Target\x12\x34\n\x08platform\x18\x01 \x01(\x0e\x32\x1c.conveyor.v1.Target.PlatformB\x04\xe2\x41\x01\x02\x12\x14\n\x06region\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x63luster\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tnamespace\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12=\n\rworkload_kind\x18\x05 \x01(\x0e\x32 .conveyor.v1.Target.WorkloadKindB\x04\xe2\x41\x01\x02\x12\x16\n\x08workload\x18\x06 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tcontainer\x18\x07 \x01(\tB\x04\xe2\x41\x01\x02\"P\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x07\n\x03TKE\x10\x01\x12\x07\n\x03\x45KS\x10\x02\x12\x08\n\x04\x45\x44GE\x10\x03\x12\x0e\n\nKUBERNETES\x10\x04\"]\n\x0cWorkloadKind\x12\x1d\n\x19WORKLOAD_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nDEPLOYMENT\x10\x01\x12\x0f\n\x0bSTATEFULSET\x10\x02\x12\r\n\tDAEMONSET\x10\x03\"\x9e\x01\n\x07Options\x12\x12\n\npin_digest\x18\x01 \x01(\x08\x12\x1b\n\x0everify_rollout\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x32\n\x0frollout_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13rollback_on_failure\x18\x04 \x01(\x08\x42\x11\n\x0f_verify_rollout*\x7f\n\x0bImageOrigin\x12\x1c\n\x18IMAGE_ORIGIN_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_ORIGIN_ANY\x10\x01\x12\x1f\n\x1bIMAGE_ORIGIN_PLATFORM_BUILD\x10\x02\x12\x1b\n\x17IMAGE_ORIGIN_LOCAL_PUSH\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -63,6 +63,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SOURCE'].fields_by_name['tag_filter']._serialized_options = b'\342A\001\001'
   _globals['_SOURCE'].fields_by_name['origin']._loaded_options = None
   _globals['_SOURCE'].fields_by_name['origin']._serialized_options = b'\342A\001\001'
+  _globals['_TAGFILTER'].fields_by_name['exclusions']._loaded_options = None
+  _globals['_TAGFILTER'].fields_by_name['exclusions']._serialized_options = b'\342A\001\001'
+  _globals['_TAGFILTER'].fields_by_name['include_prereleases']._loaded_options = None
+  _globals['_TAGFILTER'].fields_by_name['include_prereleases']._serialized_options = b'\342A\001\001'
   _globals['_TARGET'].fields_by_name['platform']._loaded_options = None
   _globals['_TARGET'].fields_by_name['platform']._serialized_options = b'\342A\001\002'
   _globals['_TARGET'].fields_by_name['region']._loaded_options = None
@@ -77,22 +81,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TARGET'].fields_by_name['workload']._serialized_options = b'\342A\001\002'
   _globals['_TARGET'].fields_by_name['container']._loaded_options = None
   _globals['_TARGET'].fields_by_name['container']._serialized_options = b'\342A\001\002'
-  _globals['_IMAGEORIGIN']._serialized_start=1483
-  _globals['_IMAGEORIGIN']._serialized_end=1610
+  _globals['_IMAGEORIGIN']._serialized_start=1556
+  _globals['_IMAGEORIGIN']._serialized_end=1683
   _globals['_PIPELINE']._serialized_start=169
   _globals['_PIPELINE']._serialized_end=604
   _globals['_SOURCE']._serialized_start=607
   _globals['_SOURCE']._serialized_end=763
   _globals['_TAGFILTER']._serialized_start=766
-  _globals['_TAGFILTER']._serialized_end=896
-  _globals['_TAGFILTER_TYPE']._serialized_start=837
-  _globals['_TAGFILTER_TYPE']._serialized_end=896
-  _globals['_TARGET']._serialized_start=899
-  _globals['_TARGET']._serialized_end=1320
-  _globals['_TARGET_PLATFORM']._serialized_start=1145
-  _globals['_TARGET_PLATFORM']._serialized_end=1225
-  _globals['_TARGET_WORKLOADKIND']._serialized_start=1227
-  _globals['_TARGET_WORKLOADKIND']._serialized_end=1320
-  _globals['_OPTIONS']._serialized_start=1323
-  _globals['_OPTIONS']._serialized_end=1481
+  _globals['_TAGFILTER']._serialized_end=969
+  _globals['_TAGFILTER_TYPE']._serialized_start=898
+  _globals['_TAGFILTER_TYPE']._serialized_end=969
+  _globals['_TARGET']._serialized_start=972
+  _globals['_TARGET']._serialized_end=1393
+  _globals['_TARGET_PLATFORM']._serialized_start=1218
+  _globals['_TARGET_PLATFORM']._serialized_end=1298
+  _globals['_TARGET_WORKLOADKIND']._serialized_start=1300
+  _globals['_TARGET_WORKLOADKIND']._serialized_end=1393
+  _globals['_OPTIONS']._serialized_start=1396
+  _globals['_OPTIONS']._serialized_end=1554
 # @@protoc_insertion_point(module_scope)

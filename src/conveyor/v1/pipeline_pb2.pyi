@@ -4,10 +4,11 @@ from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.api import resource_pb2 as _resource_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -60,22 +61,28 @@ class Source(_message.Message):
     def __init__(self, registry: _Optional[str] = ..., repository: _Optional[str] = ..., tag_filter: _Optional[_Union[TagFilter, _Mapping]] = ..., origin: _Optional[_Union[ImageOrigin, str]] = ...) -> None: ...
 
 class TagFilter(_message.Message):
-    __slots__ = ("type", "value")
+    __slots__ = ("type", "value", "exclusions", "include_prereleases")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[TagFilter.Type]
         ANY: _ClassVar[TagFilter.Type]
         EXACT: _ClassVar[TagFilter.Type]
         REGEX: _ClassVar[TagFilter.Type]
+        SEMVER: _ClassVar[TagFilter.Type]
     TYPE_UNSPECIFIED: TagFilter.Type
     ANY: TagFilter.Type
     EXACT: TagFilter.Type
     REGEX: TagFilter.Type
+    SEMVER: TagFilter.Type
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIONS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PRERELEASES_FIELD_NUMBER: _ClassVar[int]
     type: TagFilter.Type
     value: str
-    def __init__(self, type: _Optional[_Union[TagFilter.Type, str]] = ..., value: _Optional[str] = ...) -> None: ...
+    exclusions: _containers.RepeatedScalarFieldContainer[str]
+    include_prereleases: bool
+    def __init__(self, type: _Optional[_Union[TagFilter.Type, str]] = ..., value: _Optional[str] = ..., exclusions: _Optional[_Iterable[str]] = ..., include_prereleases: _Optional[bool] = ...) -> None: ...
 
 class Target(_message.Message):
     __slots__ = ("platform", "region", "cluster", "namespace", "workload_kind", "workload", "container")

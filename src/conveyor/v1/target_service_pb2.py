@@ -26,7 +26,7 @@ from conveyor.v1 import pipeline_pb2 as conveyor_dot_v1_dot_pipeline__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n conveyor/v1/target_service.proto\x12\x0b\x63onveyor.v1\x1a\x1a\x63onveyor/v1/pipeline.proto\x1a\x1fgoogle/api/field_behavior.proto\"h\n\x07\x43luster\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08platform\x18\x02 \x01(\x0e\x32\x1c.conveyor.v1.Target.Platform\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0f\n\x07sandbox\x18\x04 \x01(\x08\"\x15\n\x13ListClustersRequest\">\n\x14ListClustersResponse\x12&\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x14.conveyor.v1.Cluster\".\n\x15ListNamespacesRequest\x12\x15\n\x07\x63luster\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\",\n\x16ListNamespacesResponse\x12\x12\n\nnamespaces\x18\x01 \x03(\t\"v\n\x14ListWorkloadsRequest\x12\x15\n\x07\x63luster\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tnamespace\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .conveyor.v1.Target.WorkloadKind\"A\n\x15ListWorkloadsResponse\x12(\n\tworkloads\x18\x01 \x03(\x0b\x32\x15.conveyor.v1.Workload\"\x8e\x01\n\x12GetWorkloadRequest\x12\x15\n\x07\x63luster\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tnamespace\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\x04kind\x18\x03 \x01(\x0e\x32 .conveyor.v1.Target.WorkloadKindB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"\xc9\x01\n\x08Workload\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .conveyor.v1.Target.WorkloadKind\x12\x0c\n\x04name\x18\x04 \x01(\t\x12*\n\ncontainers\x18\x05 \x03(\x0b\x32\x16.conveyor.v1.Container\x12/\n\x0finit_containers\x18\x06 \x03(\x0b\x32\x16.conveyor.v1.Container\"(\n\tContainer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t2\xde\x02\n\rTargetService\x12S\n\x0cListClusters\x12 .conveyor.v1.ListClustersRequest\x1a!.conveyor.v1.ListClustersResponse\x12Y\n\x0eListNamespaces\x12\".conveyor.v1.ListNamespacesRequest\x1a#.conveyor.v1.ListNamespacesResponse\x12V\n\rListWorkloads\x12!.conveyor.v1.ListWorkloadsRequest\x1a\".conveyor.v1.ListWorkloadsResponse\x12\x45\n\x0bGetWorkload\x12\x1f.conveyor.v1.GetWorkloadRequest\x1a\x15.conveyor.v1.Workloadb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n conveyor/v1/target_service.proto\x12\x0b\x63onveyor.v1\x1a\x1a\x63onveyor/v1/pipeline.proto\x1a\x1fgoogle/api/field_behavior.proto\"h\n\x07\x43luster\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08platform\x18\x02 \x01(\x0e\x32\x1c.conveyor.v1.Target.Platform\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0f\n\x07sandbox\x18\x04 \x01(\x08\"\x15\n\x13ListClustersRequest\">\n\x14ListClustersResponse\x12&\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x14.conveyor.v1.Cluster\".\n\x15ListNamespacesRequest\x12\x15\n\x07\x63luster\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\",\n\x16ListNamespacesResponse\x12\x12\n\nnamespaces\x18\x01 \x03(\t\"v\n\x14ListWorkloadsRequest\x12\x15\n\x07\x63luster\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tnamespace\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .conveyor.v1.Target.WorkloadKind\"A\n\x15ListWorkloadsResponse\x12(\n\tworkloads\x18\x01 \x03(\x0b\x32\x15.conveyor.v1.Workload\"\x8e\x01\n\x12GetWorkloadRequest\x12\x15\n\x07\x63luster\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tnamespace\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\x04kind\x18\x03 \x01(\x0e\x32 .conveyor.v1.Target.WorkloadKindB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"\xc9\x01\n\x08Workload\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .conveyor.v1.Target.WorkloadKind\x12\x0c\n\x04name\x18\x04 \x01(\t\x12*\n\ncontainers\x18\x05 \x03(\x0b\x32\x16.conveyor.v1.Container\x12/\n\x0finit_containers\x18\x06 \x03(\x0b\x32\x16.conveyor.v1.Container\"(\n\tContainer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\"Y\n\x12\x43heckTargetRequest\x12\x15\n\x07\x63luster\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tnamespace\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05image\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"A\n\x13\x43heckTargetResponse\x12*\n\x07\x64\x65nials\x18\x01 \x03(\x0b\x32\x19.conveyor.v1.PolicyDenial\"2\n\x0cPolicyDenial\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t2\xb0\x03\n\rTargetService\x12S\n\x0cListClusters\x12 .conveyor.v1.ListClustersRequest\x1a!.conveyor.v1.ListClustersResponse\x12Y\n\x0eListNamespaces\x12\".conveyor.v1.ListNamespacesRequest\x1a#.conveyor.v1.ListNamespacesResponse\x12V\n\rListWorkloads\x12!.conveyor.v1.ListWorkloadsRequest\x1a\".conveyor.v1.ListWorkloadsResponse\x12\x45\n\x0bGetWorkload\x12\x1f.conveyor.v1.GetWorkloadRequest\x1a\x15.conveyor.v1.Workload\x12P\n\x0b\x43heckTarget\x12\x1f.conveyor.v1.CheckTargetRequest\x1a .conveyor.v1.CheckTargetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETWORKLOADREQUEST'].fields_by_name['kind']._serialized_options = b'\342A\001\002'
   _globals['_GETWORKLOADREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETWORKLOADREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKTARGETREQUEST'].fields_by_name['cluster']._loaded_options = None
+  _globals['_CHECKTARGETREQUEST'].fields_by_name['cluster']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKTARGETREQUEST'].fields_by_name['namespace']._loaded_options = None
+  _globals['_CHECKTARGETREQUEST'].fields_by_name['namespace']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKTARGETREQUEST'].fields_by_name['image']._loaded_options = None
+  _globals['_CHECKTARGETREQUEST'].fields_by_name['image']._serialized_options = b'\342A\001\002'
   _globals['_CLUSTER']._serialized_start=110
   _globals['_CLUSTER']._serialized_end=214
   _globals['_LISTCLUSTERSREQUEST']._serialized_start=216
@@ -67,6 +73,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKLOAD']._serialized_end=931
   _globals['_CONTAINER']._serialized_start=933
   _globals['_CONTAINER']._serialized_end=973
-  _globals['_TARGETSERVICE']._serialized_start=976
-  _globals['_TARGETSERVICE']._serialized_end=1326
+  _globals['_CHECKTARGETREQUEST']._serialized_start=975
+  _globals['_CHECKTARGETREQUEST']._serialized_end=1064
+  _globals['_CHECKTARGETRESPONSE']._serialized_start=1066
+  _globals['_CHECKTARGETRESPONSE']._serialized_end=1131
+  _globals['_POLICYDENIAL']._serialized_start=1133
+  _globals['_POLICYDENIAL']._serialized_end=1183
+  _globals['_TARGETSERVICE']._serialized_start=1186
+  _globals['_TARGETSERVICE']._serialized_end=1618
 # @@protoc_insertion_point(module_scope)

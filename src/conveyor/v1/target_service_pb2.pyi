@@ -93,3 +93,27 @@ class Container(_message.Message):
     name: str
     image: str
     def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
+
+class CheckTargetRequest(_message.Message):
+    __slots__ = ("cluster", "namespace", "image")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    namespace: str
+    image: str
+    def __init__(self, cluster: _Optional[str] = ..., namespace: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
+
+class CheckTargetResponse(_message.Message):
+    __slots__ = ("denials",)
+    DENIALS_FIELD_NUMBER: _ClassVar[int]
+    denials: _containers.RepeatedCompositeFieldContainer[PolicyDenial]
+    def __init__(self, denials: _Optional[_Iterable[_Union[PolicyDenial, _Mapping]]] = ...) -> None: ...
+
+class PolicyDenial(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...

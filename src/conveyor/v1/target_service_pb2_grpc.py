@@ -56,6 +56,11 @@ class TargetServiceStub:
                 request_serializer=conveyor_dot_v1_dot_target__service__pb2.GetWorkloadRequest.SerializeToString,
                 response_deserializer=conveyor_dot_v1_dot_target__service__pb2.Workload.FromString,
                 _registered_method=True)
+        self.CheckTarget = channel.unary_unary(
+                '/conveyor.v1.TargetService/CheckTarget',
+                request_serializer=conveyor_dot_v1_dot_target__service__pb2.CheckTargetRequest.SerializeToString,
+                response_deserializer=conveyor_dot_v1_dot_target__service__pb2.CheckTargetResponse.FromString,
+                _registered_method=True)
 
 
 class TargetServiceServicer:
@@ -87,6 +92,14 @@ class TargetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckTarget(self, request, context):
+        """Whether the cluster's policy allows deploying an image repository to a
+        namespace (the check the deployer makes before every deploy). Read-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TargetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +122,11 @@ def add_TargetServiceServicer_to_server(servicer, server):
                     servicer.GetWorkload,
                     request_deserializer=conveyor_dot_v1_dot_target__service__pb2.GetWorkloadRequest.FromString,
                     response_serializer=conveyor_dot_v1_dot_target__service__pb2.Workload.SerializeToString,
+            ),
+            'CheckTarget': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckTarget,
+                    request_deserializer=conveyor_dot_v1_dot_target__service__pb2.CheckTargetRequest.FromString,
+                    response_serializer=conveyor_dot_v1_dot_target__service__pb2.CheckTargetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +239,33 @@ class TargetService:
             '/conveyor.v1.TargetService/GetWorkload',
             conveyor_dot_v1_dot_target__service__pb2.GetWorkloadRequest.SerializeToString,
             conveyor_dot_v1_dot_target__service__pb2.Workload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckTarget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.v1.TargetService/CheckTarget',
+            conveyor_dot_v1_dot_target__service__pb2.CheckTargetRequest.SerializeToString,
+            conveyor_dot_v1_dot_target__service__pb2.CheckTargetResponse.FromString,
             options,
             channel_credentials,
             insecure,

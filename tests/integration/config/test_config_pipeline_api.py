@@ -84,6 +84,24 @@ async def test_invalid_pipeline_lists_every_field_violation(clients: Clients) ->
     assert "DNS-1123" in found["pipeline.target.namespace"]
 
 
+async def test_semver_pipeline_with_an_invalid_constraint_or_exclusion_is_refused(clients: Clients) -> None:
+    bad = sample_pipeline()
+    bad.source.tag_filter.CopyFrom(
+        pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.SEMVER, value="^1.two", exclusions=["latest", "regex:(v"])
+    )
+    error = await rpc_error(
+        clients.pipelines.CreatePipeline(Create(pipeline=bad, pipeline_id="semver")), Code.INVALID_ARGUMENT
+    )
+    found = {v.field: v.description for v in field_violations(error)}
+    assert set(found) == {"pipeline.source.tag_filter.value", "pipeline.source.tag_filter.exclusions[1]"}
+    assert "invalid semver constraint '^1.two'" in found["pipeline.source.tag_filter.value"]
+    bad.source.tag_filter.value = "~1.4.0"
+    del bad.source.tag_filter.exclusions[1]
+    bad.source.tag_filter.include_prereleases = True
+    created = await clients.pipelines.CreatePipeline(Create(pipeline=bad, pipeline_id="semver"))
+    assert created.source.tag_filter == bad.source.tag_filter  # every new field is stored
+
+
 async def test_request_id_makes_create_idempotent(clients: Clients) -> None:
     request = Create(pipeline=sample_pipeline(), request_id="8b0f8d5c-2a7b-4a35-9d1e-0c6f8f0b1a11")
     first, second = await asyncio.gather(

@@ -29,6 +29,11 @@ class FakeTargets(target_service_pb2_grpc.TargetServiceServicer):
         self.workloads: dict[tuple[str, str, int, str], target_service_pb2.Workload] = {}
         self.delay = 0.0
         self.calls = 0
+        # CheckTarget: what the cluster policy denies, by namespace and by `registry/repository`.
+        self.denied_namespaces: set[str] = set()
+        self.denied_images: set[str] = set()
+        self.policy_checks: list[tuple[str, str, str]] = []
+        self.policy_unimplemented = False  # a deployer older than CheckTarget
         self.add("prod", "web", Kind.DEPLOYMENT, "frontend", containers=["app", "sidecar"], init=["migrate"])
 
     def add(
@@ -52,6 +57,17 @@ class FakeTargets(target_service_pb2_grpc.TargetServiceServicer):
         if workload is None:
             raise NotFound(f"deployments.apps {request.name!r} not found in namespace {request.namespace!r}")
         return workload
+
+    async def CheckTarget(self, request, context):  # noqa: N802
+        self.policy_checks.append((request.cluster, request.namespace, request.image))
+        if self.policy_unimplemented:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        denials = []
+        if request.namespace in self.denied_namespaces:
+            denials.append(target_service_pb2.PolicyDenial(field="namespace", description="namespace not allowed"))
+        if request.image in self.denied_images:
+            denials.append(target_service_pb2.PolicyDenial(field="image", description="image not allowed"))
+        return target_service_pb2.CheckTargetResponse(denials=denials)
 
     async def ListClusters(self, request, context):  # noqa: N802
         return target_service_pb2.ListClustersResponse(
@@ -152,3 +168,47 @@ async def test_unreachable_deployer_does_not_block_creation(start_config: StartC
     async with connected(service.address) as clients:
         created = await create_pipeline(clients, "web", target=target(workload="whatever"))
         assert created.name == "pipelines/web"
+
+
+async def test_create_outside_the_cluster_policy_is_refused_per_field(
+    checked: Clients, deployer: tuple[FakeTargets, str]
+) -> None:
+    fake = deployer[0]
+    fake.denied_namespaces = {"web"}
+    fake.denied_images = {"demo.tencentcloudcr.com/team/app"}
+    error = await rpc_error(create_pipeline(checked, "web"), Code.INVALID_ARGUMENT)
+    assert [(v.field, v.description) for v in field_violations(error)] == [
+        ("pipeline.target.namespace", "denied by the policy of cluster prod: namespace not allowed"),
+        ("pipeline.source.repository", "denied by the policy of cluster prod: image not allowed"),
+    ]
+    assert fake.policy_checks == [("prod", "web", "demo.tencentcloudcr.com/team/app")]
+    fake.denied_namespaces = set()
+    fake.denied_images = set()
+    assert (await create_pipeline(checked, "web")).name == "pipelines/web"
+
+
+async def test_update_of_the_source_asks_the_policy_again(checked: Clients, deployer: tuple[FakeTargets, str]) -> None:
+    await create_pipeline(checked, "web")
+    fake = deployer[0]
+    fake.denied_images = {"demo.tencentcloudcr.com/other/app"}
+    move = pipeline_pb2.Pipeline(name="pipelines/web", source=pipeline_pb2.Source(repository="other/app"))
+    error = await rpc_error(
+        checked.pipelines.UpdatePipeline(
+            pipeline_service_pb2.UpdatePipelineRequest(
+                pipeline=move, update_mask=field_mask_pb2.FieldMask(paths=["source.repository"])
+            )
+        ),
+        Code.INVALID_ARGUMENT,
+    )
+    assert [v.field for v in field_violations(error)] == ["pipeline.source.repository"]
+    assert fake.policy_checks[-1] == ("prod", "web", "demo.tencentcloudcr.com/other/app")
+
+
+async def test_a_deployer_without_check_target_still_lets_creation_through(
+    checked: Clients, deployer: tuple[FakeTargets, str]
+) -> None:
+    fake = deployer[0]
+    fake.policy_unimplemented = True
+    fake.denied_namespaces = {"web"}  # never consulted
+    assert (await create_pipeline(checked, "web")).name == "pipelines/web"
+    assert len(fake.policy_checks) == 1  # asked, and the deploy-time check is left to decide

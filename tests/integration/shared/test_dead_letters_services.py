@@ -62,6 +62,12 @@ async def test_config_dead_letters_run_events_it_can_never_store_and_stores_the_
         return await real_record(self, event, fallback_id)
 
     monkeypatch.setattr(RunUseCases, "record_event", record_event)
+
+    # As when a batch's transaction fails: each event on its own, through the failing record_event above.
+    async def record_events(self: RunUseCases, events: Any) -> list[Any]:
+        return [await self._record_alone(event, event_id) for event, event_id, _trace in events]
+
+    monkeypatch.setattr(RunUseCases, "record_events", record_events)
     environ = {
         "CONVEYOR_CONFIG_ADDR": "127.0.0.1:0",
         "CONVEYOR_NATS_URL": nats_server.url,

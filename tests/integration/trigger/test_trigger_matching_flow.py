@@ -188,6 +188,36 @@ async def test_same_digest_under_two_tags_deploys_once_per_pipeline(
         assert len(runs) == 3
 
 
+async def test_semver_pipeline_deploys_a_matching_push_and_not_an_excluded_one(
+    nats_server: NatsServer, config: FakeConfig, nc: NATS
+) -> None:
+    release = pipeline("release", registry=HOST, filter_type=FILTER.SEMVER, value="^1.2")
+    release.source.tag_filter.exclusions.extend(["*-bad", "regex:v1\\.9\\..*"])
+    config.pipelines[:] = [release]
+    await config.start()
+    async with running_trigger(nats_server.url, config.address) as app:
+        body = distribution_push(
+            ("s1", "team/app", "v1.4.0", DIGEST_A),
+            ("s2", "team/app", "1.5.0-bad", DIGEST_B),
+            ("s3", "team/app", "v1.9.1", DIGEST_B),
+            ("s4", "team/app", "1.6.0-rc.1", DIGEST_B),
+            ("s5", "team/app", "2.0.0", DIGEST_B),
+        )
+        assert (await post(app, "distribution", body)).status == 200
+        await eventually(wait_idle(nc))
+        deploys = await deploys_in_stream(nc.jetstream())
+        assert [d.image for _, d in deploys] == [f"{HOST}/team/app:v1.4.0"]
+        decisions = {e.push.tag: e.decisions[0] for e in (await events(app)).events}
+        assert decisions["v1.4.0"].outcome == Outcome.MATCHED
+        assert decisions["1.5.0-bad"].outcome == Outcome.TAG_MISMATCH
+        assert decisions["1.5.0-bad"].reason == "tag '1.5.0-bad' excluded by *-bad"
+        assert decisions["v1.9.1"].reason == "tag 'v1.9.1' excluded by regex:v1\\.9\\..*"
+        assert decisions["1.6.0-rc.1"].reason == (
+            "tag '1.6.0-rc.1' is a pre-release and the filter excludes pre-releases"
+        )
+        assert decisions["2.0.0"].reason == "tag '2.0.0' does not satisfy semver ^1.2"
+
+
 async def test_redelivery_after_publishing_but_before_ack_publishes_nothing_new(
     nats_server: NatsServer, config: FakeConfig, nc: NATS, monkeypatch: pytest.MonkeyPatch
 ) -> None:

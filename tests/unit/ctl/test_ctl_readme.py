@@ -38,6 +38,10 @@ def test_the_conveyorctl_section_examples_are_full_matches_as_described() -> Non
         assert f"`{text}`" in section
         matcher = tagfilter.compile_matcher(spec.tag_filter(text))
         assert {t for t in matching | other if matcher.matches(t)} == matching, text
+    semver = tagfilter.compile_matcher(spec.tag_filter("semver:^1.2"))
+    assert "`semver:^1.2` matches `1.2.0` and `v1.9.3` but not `2.0.0` or `latest`" in section
+    assert semver.matches("1.2.0") and semver.matches("v1.9.3")
+    assert not semver.matches("2.0.0") and not semver.matches("latest") and not semver.matches("1.3.0-rc.1")
     # Every --tag-filter in the examples parses with the CLI's own flags.
     commands = [line for line in section.splitlines() if "--tag-filter" in line]
     assert commands

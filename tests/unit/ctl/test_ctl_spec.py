@@ -56,6 +56,11 @@ def test_run_parent_defaults_to_every_pipeline() -> None:
         ("exact:v1.2", pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.EXACT, value="v1.2")),
         ("regex:^v\\d+:x$", pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.REGEX, value="^v\\d+:x$")),
         ("REGEX:^a", pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.REGEX, value="^a")),
+        ("semver:^1.2", pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.SEMVER, value="^1.2")),
+        (
+            "semver:>=1.0.0 <2.0.0",
+            pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.SEMVER, value=">=1.0.0 <2.0.0"),
+        ),
     ],
 )
 def test_tag_filter(text: str, expected: pipeline_pb2.TagFilter) -> None:
@@ -63,7 +68,7 @@ def test_tag_filter(text: str, expected: pipeline_pb2.TagFilter) -> None:
     assert spec.tag_filter(spec.describe_tag_filter(expected)) == expected
 
 
-@pytest.mark.parametrize("text", ["v1", "exact:", "regex:", "glob:v*", "any:x"])
+@pytest.mark.parametrize("text", ["v1", "exact:", "regex:", "glob:v*", "any:x", "semver:", "semver: "])
 def test_bad_tag_filter(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="invalid tag filter"):
         spec.tag_filter(text)
@@ -116,6 +121,28 @@ def test_flags_build_the_pipeline_and_the_mask_of_exactly_those_fields() -> None
     assert pipeline.target.container == "app" and pipeline.target.workload_kind == Target.STATEFULSET
     assert pipeline.options.rollout_timeout.seconds == 90
     assert pipeline.options.pin_digest is False
+
+
+def test_exclusions_and_prereleases_go_into_the_tag_filter() -> None:
+    args = parse_update("--tag-filter", "semver:~1.4.0", "--exclude", "*-rc*", "--exclude", "regex:v9.*")
+    pipeline, paths = spec.pipeline_from_flags(args)
+    assert paths == ["source.tag_filter"]
+    assert pipeline.source.tag_filter == pipeline_pb2.TagFilter(
+        type=pipeline_pb2.TagFilter.SEMVER, value="~1.4.0", exclusions=["*-rc*", "regex:v9.*"]
+    )
+    pipeline, _ = spec.pipeline_from_flags(parse_update("--tag-filter", "semver:^1", "--include-prereleases"))
+    assert pipeline.source.tag_filter.include_prereleases is True
+    assert spec.describe_tag_filter(pipeline.source.tag_filter) == "semver:^1 +prereleases"
+    described = spec.describe_tag_filter(
+        pipeline_pb2.TagFilter(type=pipeline_pb2.TagFilter.ANY, exclusions=["latest", "*-rc*"])
+    )
+    assert described == "any -latest -*-rc*"
+
+
+@pytest.mark.parametrize("flags", [("--exclude", "latest"), ("--include-prereleases",)])
+def test_tag_filter_parts_need_the_tag_filter(flags: tuple[str, ...]) -> None:
+    with pytest.raises(spec.UsageError, match="need --tag-filter"):
+        spec.pipeline_from_flags(parse_update(*flags))
 
 
 def test_negated_boolean_flags_are_still_in_the_mask() -> None:

@@ -1,4 +1,5 @@
-"""Client of the deployer's TargetService: does a pipeline's target workload and container exist?
+"""Client of the deployer's TargetService: does a pipeline's target workload and container exist, and may
+the pipeline's image be deployed there (the cluster's policy)?
 
 The channel and the generated stub are made by `app.py` (only edges and the composition root
 import `*_pb2_grpc`); this adapter calls it with a short deadline and maps failures.
@@ -26,6 +27,10 @@ class TargetServiceStub(Protocol):
         self, request: target_service_pb2.ListClustersRequest, *, timeout: float | None = None
     ) -> Awaitable[target_service_pb2.ListClustersResponse]: ...
 
+    def CheckTarget(  # noqa: N802
+        self, request: target_service_pb2.CheckTargetRequest, *, timeout: float | None = None
+    ) -> Awaitable[target_service_pb2.CheckTargetResponse]: ...
+
 
 class DeployerTargets:
     """`WorkloadLookup` over gRPC, with a short deadline so a slow deployer never stalls a Create."""
@@ -51,6 +56,16 @@ class DeployerTargets:
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc) from None
         return [cluster.name for cluster in reply.clusters]
+
+    async def policy_denials(self, target: pipeline_pb2.Target, image: str) -> list[tuple[str, str]]:
+        request = target_service_pb2.CheckTargetRequest(cluster=target.cluster, namespace=target.namespace, image=image)
+        try:
+            reply = await self._stub.CheckTarget(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return []  # an unknown cluster: the workload check says so
+            raise self._error(exc) from None
+        return [(denial.field, denial.description) for denial in reply.denials]
 
     def _error(self, exc: grpc.aio.AioRpcError) -> TargetLookupError:
         detail = exc.details() or exc.code().name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -16,6 +16,9 @@ from conveyor.v1 import bus_pb2
 from conveyor_config import metrics
 from conveyor_config.domain.run_events import check_run_event
 from conveyor_config.usecases.runs import RunUseCases
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +47,51 @@ class RunEventConsumer:
         finally:
             self._idle.set()
 
+    async def handle_batch(self, messages: list[Msg]) -> list[bus.Outcome | Exception]:
+        """The fetched batch: each message checked alone, then all valid events stored in one transaction."""
+        self._idle.clear()
+        try:
+            results: list[bus.Outcome | Exception] = []
+            valid: list[tuple[int, bus_pb2.RunEvent, str, Context | None]] = []
+            for msg in messages:
+                try:
+                    event, event_id = self._checked(msg)
+                except bus.Unprocessable as exc:
+                    results.append(exc)
+                    continue
+                valid.append((len(results), event, event_id, bus.batch_trace(msg)))
+                results.append(bus.Outcome.ACK)
+            if valid:
+                outcomes = await self.runs.record_events(
+                    [(event, event_id, trace) for _, event, event_id, trace in valid]
+                )
+                for (index, _, _, _), outcome in zip(valid, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        results[index] = outcome
+                    else:
+                        metrics.RUN_EVENTS.labels(outcome=outcome.value).inc()
+            return results
+        finally:
+            self._idle.set()
+
     async def _handle(self, msg: Msg) -> bus.Outcome:
+        event, event_id = self._checked(msg)
+        outcome = await self.runs.record_event(event, event_id)
+        metrics.RUN_EVENTS.labels(outcome=outcome.value).inc()
+        return bus.Outcome.ACK
+
+    def _checked(self, msg: Msg) -> tuple[bus_pb2.RunEvent, str]:
+        """The event and its id; raises `bus.Unprocessable` (counted, logged) for what can never be stored."""
         try:
             event = bus.decode(bus_pb2.RunEvent, msg.data)
         except DecodeError as exc:
-            return self._malformed("undecodable", f"not a RunEvent: {exc}")
+            self._malformed("undecodable", f"not a RunEvent: {exc}")
         event_id = event.event_id or (msg.headers or {}).get(bus.MSG_ID_HEADER, "")
         # Before storage: what fails here would fail there on every redelivery, or be stored wrong.
         if problems := check_run_event(event, event_id):
             detail = "; ".join(f"{p.violation.field}: {p.violation.description}" for p in problems)
-            return self._malformed(problems[0].reason, detail)
-        outcome = await self.runs.record_event(event, event_id)
-        metrics.RUN_EVENTS.labels(outcome=outcome.value).inc()
-        return bus.Outcome.ACK
+            self._malformed(problems[0].reason, detail)
+        return event, event_id
 
     def _malformed(self, reason: str, detail: str) -> NoReturn:
         metrics.RUN_EVENTS.labels(outcome="malformed").inc()
@@ -72,7 +107,7 @@ class RunEventConsumer:
     async def consume(self, js: JetStreamContext, stop: asyncio.Event) -> None:
         """Consume until `stop` is set. A crash (the consumer cannot be bound) propagates:
         app.py runs this under `bus.consume_forever`, which restarts it and reports health."""
-        await bus.pull_loop(js, self.spec, self.handle, stop, on_outcome=self._count)
+        await bus.pull_loop(js, self.spec, self.handle, stop, on_outcome=self._count, handle_batch=self.handle_batch)
 
     async def finish(self, task: asyncio.Task[None], timeout: float) -> None:
         """After `stop` is set: let the message in hand be stored, then end the loop without

@@ -42,6 +42,12 @@ from conveyor_config.usecases.ports import (
 
 log = logging.getLogger(__name__)
 
+
+def source_image(pipeline: Pipeline) -> str:
+    """The pipeline's image as a cluster policy matches it: `registry/repository`."""
+    return f"{pipeline.source.registry}/{pipeline.source.repository}"
+
+
 CREATE_SCOPE = "CreatePipeline"
 
 
@@ -76,6 +82,7 @@ class PipelineUseCases:
             if earlier is not None:
                 replayed: Pipeline = Pipeline.FromString(earlier)
                 return replayed
+        await self._check_policy(normalized)
         await self._check_target(normalized.target)
         pipeline_id = pipeline_id or ids.new_id(PIPELINE_ID_PREFIX)
         normalized.name = f"pipelines/{pipeline_id}"
@@ -168,6 +175,8 @@ class PipelineUseCases:
                     )
                 merged, applied = field_masks.apply(existing, patch, paths, UPDATABLE)
                 updated = check_pipeline(merged)
+                if target_changed(existing, updated) or source_image(existing) != source_image(updated):
+                    await self._check_policy(updated)
                 if target_changed(existing, updated):
                     await self._check_target(updated.target)
                 if validate_only:
@@ -218,6 +227,31 @@ class PipelineUseCases:
             await self.changes.pipeline_changed(message)
         except Exception as exc:  # best effort: caches also re-sync periodically
             log.warning("could not publish PipelineChanged", extra={"error": str(exc)})
+
+    async def _check_policy(self, pipeline: Pipeline) -> None:
+        """Ask the deployer whether its cluster policy allows this image in this namespace (as it checks again
+        before every deploy); a deployer that cannot answer leaves the decision to the deploy itself."""
+        if self.targets is None:
+            return
+        try:
+            denials = await self.targets.policy_denials(pipeline.target, source_image(pipeline))
+        except TargetLookupError as exc:
+            log.warning(
+                "cannot check the cluster's deploy policy; the deployer checks it again at deploy time",
+                extra={"cluster": pipeline.target.cluster, "error": exc.message},
+            )
+            return
+        if denials:
+            where = {"namespace": "pipeline.target.namespace", "image": "pipeline.source.repository"}
+            raise InvalidArgument.from_violations(
+                [
+                    FieldViolation(
+                        where.get(field, "pipeline.target"),
+                        f"denied by the policy of cluster {pipeline.target.cluster}: {reason}",
+                    )
+                    for field, reason in denials
+                ]
+            )
 
     async def _check_target(self, target: pipeline_pb2.Target) -> None:
         """Ask the deployer whether the workload and container exist (when it is configured)."""

@@ -98,6 +98,9 @@ class RunRepository(Protocol):
     async def apply_run_event(
         self, name: RunName, event_id: str, event: bus_pb2.RunEvent, now: timestamp_pb2.Timestamp
     ) -> EventOutcome: ...
+    async def apply_run_events(
+        self, events: Sequence[tuple[RunName, str, bus_pb2.RunEvent]], now: timestamp_pb2.Timestamp
+    ) -> list[EventOutcome]: ...
 
 
 class ImageResolver(Protocol):
@@ -124,6 +127,9 @@ class WorkloadLookup(Protocol):
 
     async def get_workload(self, target: pipeline_pb2.Target) -> target_service_pb2.Workload: ...
     async def cluster_names(self) -> list[str]: ...
+    async def policy_denials(self, target: pipeline_pb2.Target, image: str) -> list[tuple[str, str]]:
+        """(field, reason) pairs the cluster's deploy policy denies, `field` being "namespace" or "image"."""
+        ...
 
 
 class ChangePublisher(Protocol):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from google.protobuf import timestamp_pb2
 
@@ -33,6 +34,9 @@ from conveyor_config.usecases.ports import (
     RunLogNotices,
     RunRepository,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 # Who used a privilege that skips a check; the principal joins these lines with issue 11's identities.
@@ -348,12 +352,67 @@ class RunUseCases:
         ):
             outcome = await self.store.apply_run_event(run_name, event_id, event, timestamp(self.clock()))
             span.set_attribute("conveyor.outcome", outcome.value)
+            self._log_outcome(outcome, event, event_id)
             if outcome is EventOutcome.STORED:
                 self.notifier.notify(str(run_name))
                 await self._announce(str(run_name))
-                log.debug("run event stored", extra={"state": event.state, "event_id": event_id})
-            elif outcome is EventOutcome.NO_PIPELINE:
-                log.warning("run event for a pipeline that does not exist; dropped", extra={"event_id": event_id})
-            elif outcome is EventOutcome.DELETED:
-                log.info("run event for a deleted run; dropped", extra={"event_id": event_id})
         return outcome
+
+    async def record_events(
+        self, events: Sequence[tuple[bus_pb2.RunEvent, str, Context | None]]
+    ) -> Sequence[EventOutcome | Exception]:
+        """Persist a fetched batch of (checked) RunEvents in one transaction, as `record_event` would one by one.
+
+        Each event's third item is the trace context of its message; its `persist` span is a child of it.
+        If that transaction fails, each event is retried on its own, so one that cannot be stored does not
+        hold back the others: its slot holds the error. Followers hear once per run with stored events."""
+        names = [parse_run_name(event.run, "run") for event, _, _ in events]
+        try:
+            outcomes = await self.store.apply_run_events(
+                [(name, event_id, event) for name, (event, event_id, _) in zip(names, events, strict=True)],
+                timestamp(self.clock()),
+            )
+        except Exception as exc:
+            log.warning(
+                "batch of run events not stored; storing them one by one",
+                extra={"events": len(events), "error": str(exc) or type(exc).__name__},
+            )
+            results: list[EventOutcome | Exception] = []
+            for event, event_id, trace in events:
+                with tracing.attached(trace):
+                    results.append(await self._record_alone(event, event_id))
+            return results
+        stored: dict[str, None] = {}
+        for name, (event, event_id, trace), outcome in zip(names, events, outcomes, strict=True):
+            attributes = {
+                **tracing.run_attributes(str(name)),
+                "conveyor.event_id": event_id,
+                "conveyor.batch": len(events),
+                "conveyor.outcome": outcome.value,
+            }
+            with (
+                tracing.span("persist", parent=trace, attributes=attributes),
+                logs.bind(pipeline=name.pipeline, run=str(name)),
+            ):
+                self._log_outcome(outcome, event, event_id)
+            if outcome is EventOutcome.STORED:
+                stored[str(name)] = None
+        for run_name in stored:
+            self.notifier.notify(run_name)
+            await self._announce(run_name)
+        return list(outcomes)
+
+    async def _record_alone(self, event: bus_pb2.RunEvent, event_id: str) -> EventOutcome | Exception:
+        try:
+            return await self.record_event(event, event_id)
+        except Exception as exc:  # the consumer naks this one (or dead-letters it on its last delivery)
+            return exc
+
+    @staticmethod
+    def _log_outcome(outcome: EventOutcome, event: bus_pb2.RunEvent, event_id: str) -> None:
+        if outcome is EventOutcome.STORED:
+            log.debug("run event stored", extra={"state": event.state, "event_id": event_id})
+        elif outcome is EventOutcome.NO_PIPELINE:
+            log.warning("run event for a pipeline that does not exist; dropped", extra={"event_id": event_id})
+        elif outcome is EventOutcome.DELETED:
+            log.info("run event for a deleted run; dropped", extra={"event_id": event_id})

@@ -15,6 +15,9 @@ Clusters file (YAML)::
       - name: local
         kubeconfig: ~/.kube/config
         sandbox: true                 # report it as a sandbox (also detected from the kubeconfig)
+        policy:                       # what may be deployed here (checked on every deploy and at Create)
+          namespaces: [team-*]        # globs; default: all but kube-system, kube-public, kube-node-lease
+          images: [registry.example.com/team/*]  # globs over registry/repository; default: any
 
 Without the file, the kubeconfig's current context (if there is one) is the only cluster,
 named after the context. A kubeconfig cluster entry carrying the extension
@@ -42,6 +45,7 @@ from pydantic_core import ErrorDetails
 from conveyor.settings import SettingsError
 from conveyor.yamlfile import Loc, YamlModel, load_yaml_file
 from conveyor_deployer.domain.clusters import PLATFORMS, ClusterConfig, current_context, marks_sandbox
+from conveyor_deployer.domain.policy import ClusterPolicy
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,26 @@ class _Context:
         return (path if path.is_absolute() else self.base / path,)
 
 
+class PolicyEntry(YamlModel):
+    """`policy:` of a cluster; a list left out keeps its default, an empty list allows nothing."""
+
+    namespaces: list[str] | None = None
+    images: list[str] | None = None
+
+    @pydantic.field_validator("namespaces", "images", mode="after")
+    @classmethod
+    def _globs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not glob.strip() or glob != glob.strip() for glob in value):
+            raise ValueError("globs must be non-empty, without surrounding spaces")
+        return value
+
+    def to_policy(self) -> ClusterPolicy:
+        return ClusterPolicy(
+            namespaces=None if self.namespaces is None else tuple(self.namespaces),
+            images=None if self.images is None else tuple(self.images),
+        )
+
+
 class ClusterEntry(YamlModel):
     """One item of `clusters:`. `kubeconfig` comes last: its check reads every other field."""
 
@@ -151,6 +175,7 @@ class ClusterEntry(YamlModel):
     in_cluster: pydantic.StrictBool = False
     sandbox: pydantic.StrictBool = False
     context: str | None = None
+    policy: PolicyEntry = PolicyEntry()
     kubeconfig: str | None = pydantic.Field(default=None, validate_default=True)
 
     @pydantic.model_validator(mode="before")
@@ -220,6 +245,7 @@ class ClusterEntry(YamlModel):
             context=self.context,
             in_cluster=self.in_cluster,
             sandbox=sandbox,
+            policy=self.policy.to_policy(),
         )
 
 

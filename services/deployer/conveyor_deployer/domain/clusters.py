@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.v1 import pipeline_pb2
+from conveyor_deployer.domain.policy import ClusterPolicy
 
 SANDBOX_EXTENSION = "conveyor.dev/sandbox"
 PLATFORMS = {
@@ -32,6 +33,7 @@ class ClusterConfig:
     context: str | None = None
     in_cluster: bool = False
     sandbox: bool = False
+    policy: ClusterPolicy = field(default_factory=ClusterPolicy)
 
     @property
     def platform_name(self) -> str:

@@ -51,6 +51,13 @@ class TargetServicer(pb_grpc.TargetServiceServicer):
             ]
         )
 
+    async def CheckTarget(  # noqa: N802 (gRPC method name)
+        self, request: pb.CheckTargetRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CheckTargetResponse:
+        _required(request, "cluster", "namespace", "image")
+        denials = self.queries.check_target(request.cluster, request.namespace, request.image)
+        return pb.CheckTargetResponse(denials=[pb.PolicyDenial(field=d.field, description=d.reason) for d in denials])
+
     async def ListNamespaces(  # noqa: N802 (gRPC method name)
         self, request: pb.ListNamespacesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListNamespacesResponse:

@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from conveyor_deployer import metrics
 from conveyor_deployer.domain import pods as pod_rules
 from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError, is_transient
 from conveyor_deployer.domain.patch import describe, image_patch
+from conveyor_deployer.domain.policy import DEFAULT_POLICY, ClusterPolicy, denial_message
 from conveyor_deployer.domain.rollout import evaluate
 from conveyor_deployer.domain.workloads import (
     CHANGE_CAUSE_ANNOTATION,
@@ -178,6 +179,7 @@ class DeployRunner:
         clusters: Collection[str],
         *,
         retry: RetryPolicy,
+        policies: Mapping[str, ClusterPolicy] | None = None,
         conflict_retries: int = 5,
         poll_interval: float = 2.0,
         history: AppliedHistory | None = None,
@@ -189,6 +191,7 @@ class DeployRunner:
         self.api = api
         self.sink = sink
         self.clusters = set(clusters)
+        self.policies = dict(policies or {})
         self.retry = retry
         self.conflict_retries = conflict_retries
         self.poll_interval = poll_interval
@@ -279,6 +282,10 @@ class DeployRunner:
                 f"cluster {ref.cluster!r} is not configured on the deployer (configured clusters: {known}); add it "
                 "to CONVEYOR_CLUSTERS_FILE or fix the pipeline's target"
             )
+        # Whoever published the request: nothing outside the cluster's policy reaches the cluster.
+        denials = self.policies.get(ref.cluster, DEFAULT_POLICY).check(ref.namespace, request.image)
+        if denials:
+            raise RunFailed(denial_message(ref.cluster, denials))
         await run_log.entry("resolve-target", f"resolving {ref}, container {request.container!r}")
         applied = await self._apply(request, run_log, fence)
         if applied.superseded_by is not None:

@@ -15,6 +15,7 @@ from conveyor import errors
 from conveyor.retry import RetryPolicy, retry as with_retries
 from conveyor_deployer.domain.clusters import ClusterConfig
 from conveyor_deployer.domain.kube_errors import ErrorKind, KubeApiError, is_transient
+from conveyor_deployer.domain.policy import Denial
 from conveyor_deployer.domain.workloads import Kind, WorkloadRef, WorkloadSummary, summarize
 from conveyor_deployer.usecases.ports import KubeObject, WorkloadApi
 
@@ -55,6 +56,10 @@ class TargetQueries:
                 reason="CLUSTER_NOT_FOUND",
                 metadata={"cluster": name},
             ) from None
+
+    def check_target(self, cluster: str, namespace: str, image: str) -> list[Denial]:
+        """What the cluster's policy denies of deploying `image` to `namespace` (empty: allowed)."""
+        return self._cluster(cluster).policy.check(namespace, image)
 
     async def list_namespaces(self, cluster: str) -> list[str]:
         self._cluster(cluster)

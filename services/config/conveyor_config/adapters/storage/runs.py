@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.names import RunName
 from conveyor.v1.run_pb2 import Run, RunLogEntry
@@ -239,57 +240,89 @@ class SqlRuns(SqlBase):
     ) -> EventOutcome:
         """Persist one RunEvent: create the run if needed (unless it was deleted), dedupe by event id, move
         state forward, add its log entries at their place."""
-        now_us = to_us(now)
-        key = (runs.c.pipeline_id == name.pipeline, runs.c.run_id == name.run)
         async with self._writing() as conn:
-            pipeline_known = await conn.scalar(
-                select(pipelines.c.id).where(pipelines.c.id == name.pipeline).with_for_update(key_share=True)
-            )
-            if pipeline_known is None:
+            outcome = await self._apply(conn, name, event_id, event, now_us=to_us(now), now=now)
+            if outcome is not EventOutcome.STORED:
                 await conn.rollback()
-                return EventOutcome.NO_PIPELINE
-            row = (await conn.execute(select(runs).where(*key).with_for_update())).first()
-            if row is None:
-                deleted = await conn.scalar(
-                    select(run_tombstones.c.delete_time_us).where(
-                        run_tombstones.c.pipeline_id == name.pipeline, run_tombstones.c.run_id == name.run
-                    )
+        return outcome
+
+    async def apply_run_events(
+        self, events: Sequence[tuple[RunName, str, Any]], now: timestamp_pb2.Timestamp
+    ) -> list[EventOutcome]:
+        """Persist a batch of RunEvents in one transaction, each as `apply_run_event` would in turn.
+
+        Applied grouped by run (stable, so each run's events keep their order): every transaction takes its
+        row locks in the same order. Any failure rolls back the whole batch."""
+        now_us = to_us(now)
+        order = sorted(range(len(events)), key=lambda index: (events[index][0].pipeline, events[index][0].run))
+        outcomes: list[EventOutcome] = [EventOutcome.STORED] * len(events)
+        async with self._writing() as conn:
+            for index in order:
+                name, event_id, event = events[index]
+                # Nothing is written for an event that is not stored, so the others need no savepoint.
+                outcomes[index] = await self._apply(conn, name, event_id, event, now_us=now_us, now=now)
+        return outcomes
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        name: RunName,
+        event_id: str,
+        event: Any,
+        *,
+        now_us: int,
+        now: timestamp_pb2.Timestamp,
+    ) -> EventOutcome:
+        """One RunEvent inside `conn`'s transaction; writes nothing unless it returns STORED."""
+        key = (runs.c.pipeline_id == name.pipeline, runs.c.run_id == name.run)
+        pipeline_known = await conn.scalar(
+            select(pipelines.c.id).where(pipelines.c.id == name.pipeline).with_for_update(key_share=True)
+        )
+        if pipeline_known is None:
+            return EventOutcome.NO_PIPELINE
+        row = (await conn.execute(select(runs).where(*key).with_for_update())).first()
+        if row is None:
+            deleted = await conn.scalar(
+                select(run_tombstones.c.delete_time_us).where(
+                    run_tombstones.c.pipeline_id == name.pipeline, run_tombstones.c.run_id == name.run
                 )
-                if deleted is not None:
-                    await conn.rollback()
-                    return EventOutcome.DELETED
-                fresh = new_run_from_event(str(name), event, now)
-                await conn.execute(
-                    self._insert(runs)
-                    .values(
-                        pipeline_id=name.pipeline,
-                        run_id=name.run,
-                        update_time_us=now_us,
-                        log_count=0,
-                        **_run_values(fresh),
-                    )
-                    .on_conflict_do_nothing()
+            )
+            if deleted is not None:
+                return EventOutcome.DELETED
+            # Before creating the run, so a known event never leaves a run behind in a batch.
+            if await conn.scalar(select(run_event_ids.c.event_id).where(run_event_ids.c.event_id == event_id)):
+                return EventOutcome.DUPLICATE
+            fresh = new_run_from_event(str(name), event, now)
+            await conn.execute(
+                self._insert(runs)
+                .values(
+                    pipeline_id=name.pipeline,
+                    run_id=name.run,
+                    update_time_us=now_us,
+                    log_count=0,
+                    **_run_values(fresh),
                 )
-                row = (await conn.execute(select(runs).where(*key).with_for_update())).one()
-            first_time = await conn.execute(
-                self._insert(run_event_ids)
-                .values(event_id=event_id, pipeline_id=name.pipeline, run_id=name.run)
                 .on_conflict_do_nothing()
             )
-            if first_time.rowcount != 1:
-                await conn.rollback()
-                return EventOutcome.DUPLICATE
-            run = _run_from_row(row)
-            run_rules.apply_run_event(run, event, now)
-            phase = log_phase(event.state, ended_run=is_terminal(run.state) and not is_terminal(row.state))
-            entries = list(event.log_entries)
-            values = _run_values(run)
-            values.update(update_time_us=now_us, log_count=row.log_count + len(entries))
-            await conn.execute(update(runs).where(*key).values(**values))
-            if entries:
-                event_time = event.time if event.HasField("time") else now
-                for entry in entries:
-                    if not entry.HasField("time"):
-                        entry.time.CopyFrom(event_time)
-                await conn.execute(run_logs.insert(), _log_rows(name, row.log_count, entries, phase, to_us(event_time)))
+            row = (await conn.execute(select(runs).where(*key).with_for_update())).one()
+        first_time = await conn.execute(
+            self._insert(run_event_ids)
+            .values(event_id=event_id, pipeline_id=name.pipeline, run_id=name.run)
+            .on_conflict_do_nothing()
+        )
+        if first_time.rowcount != 1:
+            return EventOutcome.DUPLICATE
+        run = _run_from_row(row)
+        run_rules.apply_run_event(run, event, now)
+        phase = log_phase(event.state, ended_run=is_terminal(run.state) and not is_terminal(row.state))
+        entries = list(event.log_entries)
+        values = _run_values(run)
+        values.update(update_time_us=now_us, log_count=row.log_count + len(entries))
+        await conn.execute(update(runs).where(*key).values(**values))
+        if entries:
+            event_time = event.time if event.HasField("time") else now
+            for entry in entries:
+                if not entry.HasField("time"):
+                    entry.time.CopyFrom(event_time)
+            await conn.execute(run_logs.insert(), _log_rows(name, row.log_count, entries, phase, to_us(event_time)))
         return EventOutcome.STORED
