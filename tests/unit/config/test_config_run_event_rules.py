@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import timestamp_pb2
 
+from conveyor import messages
 from conveyor.v1 import bus_pb2
 from conveyor.v1.run_pb2 import Run, RunLogEntry
 from conveyor_config.domain import run_events, runs
@@ -23,10 +24,10 @@ def ts(seconds: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
 def test_a_well_formed_event_passes() -> None:
     event = bus_pb2.RunEvent(
         run=RUN,
-        time=ts(run_events.MAX_SECONDS, 999_999_999),
+        time=ts(messages.MAX_TIMESTAMP_SECONDS, 999_999_999),
         state=Run.CANCELLED,
         trigger=Run.MANUAL,
-        log_entries=[RunLogEntry(time=ts(run_events.MIN_SECONDS), level=RunLogEntry.ERROR)],
+        log_entries=[RunLogEntry(time=ts(messages.MIN_TIMESTAMP_SECONDS), level=RunLogEntry.ERROR)],
     )
     assert reasons(event) == []
     assert reasons(bus_pb2.RunEvent(run=RUN)) == []  # no time, no state, no entries: all optional
@@ -35,11 +36,11 @@ def test_a_well_formed_event_passes() -> None:
 @pytest.mark.parametrize(
     ("time", "why"),
     [
-        (ts(run_events.MAX_SECONDS + 1), "outside years 1 to 9999"),
-        (ts(run_events.MIN_SECONDS - 1), "outside years 1 to 9999"),
-        (ts(2**62), "outside years 1 to 9999"),
-        (ts(1_700_000_000, 1_000_000_000), "nanos 1000000000 is outside"),
-        (ts(1_700_000_000, -1), "nanos -1 is outside"),
+        (ts(messages.MAX_TIMESTAMP_SECONDS + 1), "is out of range (0001-01-01 to 9999-12-31)"),
+        (ts(messages.MIN_TIMESTAMP_SECONDS - 1), "is out of range (0001-01-01 to 9999-12-31)"),
+        (ts(2**62), "is out of range (0001-01-01 to 9999-12-31)"),
+        (ts(1_700_000_000, 1_000_000_000), "nanos 1000000000 is out of range"),
+        (ts(1_700_000_000, -1), "nanos -1 is out of range"),
     ],
 )
 def test_timestamps_out_of_range(time: timestamp_pb2.Timestamp, why: str) -> None:

@@ -10,15 +10,13 @@ from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
+from conveyor import messages
 from conveyor.errors import FieldViolation, InvalidArgument
 from conveyor.names import parse_run_name
 from conveyor.v1 import bus_pb2
 from conveyor.v1.run_pb2 import Run, RunLogEntry
 
 MAX_EVENT_ID_CHARS = 512
-# The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
-MIN_SECONDS = -62_135_596_800
-MAX_SECONDS = 253_402_300_799
 
 # Reasons (the `reason` label of conveyor_bad_input_total{source="run_events"}).
 BAD_RUN_NAME = "bad_run_name"
@@ -34,12 +32,8 @@ class Problem:
 
 
 def timestamp_problem(ts: timestamp_pb2.Timestamp) -> str:
-    """Why `ts` is not a valid Timestamp, or ""."""
-    if not MIN_SECONDS <= ts.seconds <= MAX_SECONDS:
-        return f"seconds {ts.seconds} is outside years 1 to 9999"
-    if not 0 <= ts.nanos < 1_000_000_000:
-        return f"nanos {ts.nanos} is outside 0 to 999999999"
-    return ""
+    """Why `ts` is not a valid Timestamp, or "" (the shared check of every bus message's timestamps)."""
+    return messages.describe(messages.validate_timestamp(ts, "time"))
 
 
 def check_run_event(event: bus_pb2.RunEvent, event_id: str) -> list[Problem]:
@@ -59,13 +53,11 @@ def check_run_event(event: bus_pb2.RunEvent, event_id: str) -> list[Problem]:
         problem(BAD_EVENT_ID, "event_id", f"at most {MAX_EVENT_ID_CHARS} characters")
     if event.HasField("time") and (why := timestamp_problem(event.time)):
         problem(BAD_TIMESTAMP, "time", why)
-    if event.state not in Run.State.values():
-        problem(BAD_ENUM, "state", f"{event.state} is not a Run.State")
-    if event.trigger not in Run.Trigger.values():
-        problem(BAD_ENUM, "trigger", f"{event.trigger} is not a Run.Trigger")
+    enums = [(event.state, Run.State.DESCRIPTOR, "state"), (event.trigger, Run.Trigger.DESCRIPTOR, "trigger")]
     for index, entry in enumerate(event.log_entries):
         if entry.HasField("time") and (why := timestamp_problem(entry.time)):
             problem(BAD_TIMESTAMP, f"log_entries[{index}].time", why)
-        if entry.level not in RunLogEntry.Level.values():
-            problem(BAD_ENUM, f"log_entries[{index}].level", f"{entry.level} is not a RunLogEntry.Level")
+        enums.append((entry.level, RunLogEntry.Level.DESCRIPTOR, f"log_entries[{index}].level"))
+    for value, enum, field in enums:
+        problems += [Problem(BAD_ENUM, violation) for violation in messages.validate_enum(value, enum, field)]
     return problems
